@@ -1,0 +1,68 @@
+# One Makefile for everything: test, lint, bench, demo, test-matrix.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The binding needs an interpreter at build time; point cargo at the venv's.
+export PYO3_PYTHON := $(abspath $(PY))
+export CARGO_TERM_COLOR := never
+
+.PHONY: help venv build test test-rust test-python lint fmt bench bench-quick demo test-matrix clean
+
+help:
+	@echo "make test         build the extension (release) and run cargo + pytest"
+	@echo "make lint         rustfmt, clippy, ruff, mypy, stubtest"
+	@echo "make bench        side-by-side benchmarks against peers (ratios)"
+	@echo "make demo         run the demo on the in-memory store"
+	@echo "make test-matrix  pytest on every CPython 3.10-3.13 found (pyenv)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "maturin>=1.9,<2"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+build: $(STAMP)
+	$(VENV)/bin/maturin develop --release --quiet --extras dev,bench
+
+test-rust:
+	cargo test --quiet
+
+test-python: build
+	$(PY) -m pytest -q
+
+test: build test-rust test-python
+
+lint: build
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --all-features --quiet -- -D warnings
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest rust_py_rate_limit --allowlist .stubtest-allowlist
+
+fmt:
+	cargo fmt --all
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: build
+	$(PY) benches/run.py
+
+bench-quick: build
+	$(PY) benches/run.py --quick
+
+demo: build
+	$(PY) examples/basic.py
+
+test-matrix: $(STAMP)
+	bash .ci/test-matrix
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .venv-* dist

@@ -1,0 +1,20 @@
+"""Fast rate limiting for Python, decided in Rust.
+
+Example:
+    >>> from rust_py_rate_limit import RateLimiter
+    >>> limiter = RateLimiter(limit=2, window_seconds=60)
+    >>> limiter.allow("user:1"), limiter.allow("user:1"), limiter.allow("user:1")
+    (True, True, False)
+"""
+
+from rust_py_rate_limit._native import ManualClock, RateLimiter, __version__
+from rust_py_rate_limit.decorators import rate_limit
+from rust_py_rate_limit.exceptions import RateLimitExceeded
+
+__all__ = [
+    "ManualClock",
+    "RateLimitExceeded",
+    "RateLimiter",
+    "__version__",
+    "rate_limit",
+]

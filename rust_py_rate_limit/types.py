@@ -1,0 +1,43 @@
+"""Typed shapes of the dicts the limiter returns, for type checkers."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+__all__ = ["CheckResult", "Stats"]
+
+
+class CheckResult(TypedDict):
+    """What ``RateLimiter.check`` returns.
+
+    Attributes:
+        allowed: Whether the hit was admitted (and counted).
+        limit: The limit per window.
+        remaining: Units that can still be spent in the current window.
+        reset_after_seconds: Whole seconds (rounded up) until the key's
+            allowance is full again.
+        retry_after_seconds: Whole seconds (rounded up) until a hit of the
+            same cost can be admitted; 0 when allowed, never 0 when blocked.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_seconds: int
+    retry_after_seconds: int
+
+
+class Stats(TypedDict):
+    """What ``RateLimiter.stats`` returns.
+
+    Attributes:
+        allowed: Hits admitted.
+        blocked: Hits refused.
+        total_checks: ``allowed + blocked``.
+        active_keys: Keys currently holding state.
+    """
+
+    allowed: int
+    blocked: int
+    total_checks: int
+    active_keys: int

@@ -1,0 +1,21 @@
+//! rust-py-rate-limit: rate-limit decisions in Rust, for Python.
+//!
+//! The core has no Python in it: [`clock`] supplies time, [`rate`] validates
+//! quotas, [`algorithm`] holds the pure arithmetic of each algorithm, and
+//! [`store`] keeps per-key state. The `python` feature adds the PyO3 binding
+//! in `py`, the only module that touches Python.
+
+pub mod algorithm;
+pub mod clock;
+mod error;
+pub mod rate;
+pub mod store;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use algorithm::{Algorithm, Decision, FixedWindow};
+pub use clock::{AnyClock, Clock, ManualClock, MonotonicClock, Nanos};
+pub use error::{Error, Result};
+pub use rate::Quota;
+pub use store::{MemoryStore, Stats};

@@ -1,0 +1,120 @@
+"""The decorator on plain functions, coroutine functions and methods."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import pytest
+
+from rust_py_rate_limit import ManualClock, RateLimiter, RateLimitExceeded, rate_limit
+
+
+def test_seed_decorator_snippet() -> None:
+    limiter = RateLimiter(limit=5, window_seconds=60)
+
+    @limiter.limit("login")
+    def login() -> str:
+        return "ok"
+
+    assert [login() for _ in range(5)] == ["ok"] * 5
+    with pytest.raises(RateLimitExceeded) as info:
+        login()
+    assert (info.value.key, info.value.limit, info.value.retry_after) == (
+        "login",
+        5,
+        60,
+    )
+
+
+def test_callable_key_receives_the_arguments() -> None:
+    limiter = RateLimiter(limit=1, window_seconds=60)
+    calls: list[int] = []
+
+    @limiter.limit(lambda user_id: f"user:{user_id}")
+    def fetch(user_id: int) -> int:
+        calls.append(user_id)
+        return user_id
+
+    assert fetch(1) == 1
+    assert fetch(2) == 2
+    with pytest.raises(RateLimitExceeded) as info:
+        fetch(1)
+    assert info.value.key == "user:1"
+    assert calls == [1, 2], "a refused call never runs the function"
+
+
+def test_coroutine_function_stays_a_coroutine_function(clock: ManualClock) -> None:
+    limiter = RateLimiter(limit=2, window_seconds=10, clock=clock)
+
+    @limiter.limit(lambda n: f"n:{n}", cost=2)
+    async def double(n: int) -> int:
+        """Doubles n."""
+        return 2 * n
+
+    assert inspect.iscoroutinefunction(double)
+    assert double.__name__ == "double"
+    assert double.__doc__ == "Doubles n."
+    assert asyncio.run(double(4)) == 8
+    with pytest.raises(RateLimitExceeded) as info:
+        asyncio.run(double(4))
+    assert info.value.retry_after == 10
+    clock.advance(10)
+    assert asyncio.run(double(4)) == 8
+
+
+def test_methods_work() -> None:
+    limiter = RateLimiter(limit=1, window_seconds=60)
+
+    class Service:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @limiter.limit(lambda self: f"svc:{self.name}")
+        def run(self) -> str:
+            return self.name
+
+    a, b = Service("a"), Service("b")
+    assert (a.run(), b.run()) == ("a", "b")
+    with pytest.raises(RateLimitExceeded):
+        a.run()
+
+
+def test_module_level_helper() -> None:
+    limiter = RateLimiter(limit=1, window_seconds=60)
+
+    @rate_limit(limiter, "job")
+    def job() -> int:
+        return 1
+
+    assert job() == 1
+    with pytest.raises(RateLimitExceeded):
+        job()
+
+
+def test_bad_decorator_arguments() -> None:
+    limiter = RateLimiter(limit=3, window_seconds=60)
+    with pytest.raises(TypeError, match="key"):
+        limiter.limit(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cost"):
+        limiter.limit("k", cost=4)
+    with pytest.raises(ValueError, match="cost"):
+        limiter.limit("k", cost=0)
+    with pytest.raises(TypeError, match="cost"):
+        limiter.limit("k", cost=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="limiter"):
+        rate_limit(object(), "k")  # type: ignore[arg-type]
+
+    @limiter.limit(lambda: 7)  # type: ignore[arg-type, return-value]
+    def f() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="key callable must return str"):
+        f()
+
+
+def test_exception_message_and_pickle_args() -> None:
+    exc = RateLimitExceeded("k", 5, 12)
+    assert str(exc) == "rate limit exceeded for key 'k' (limit 5); retry after 12s"
+    assert exc.args == ("k", 5, 12)
+    assert isinstance(exc, Exception)

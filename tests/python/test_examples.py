@@ -1,0 +1,36 @@
+"""Every example runs and prints what it promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run(name: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_basic_example() -> None:
+    out = run("basic.py")
+    assert "request 3 -> allowed" in out
+    assert "request 4 -> blocked" in out
+    assert "'allowed': False" in out
+    assert "'retry_after_seconds': 60" in out
+    assert "decorator refused" in out
+    assert "stats(): {'allowed': 7, 'blocked': 3, 'total_checks': 10" in out
+
+
+def test_decorator_example() -> None:
+    out = run("decorator.py")
+    assert "blocked: key=login limit=5 retry_after=60" in out
+    assert "{'user': 1}" in out
