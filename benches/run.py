@@ -1,0 +1,388 @@
+"""Run the benchmark suite and print one markdown report (what ``make bench`` runs).
+
+1. ``benches/scenarios.py`` in this interpreter: dict, ours_allow, ours_check,
+   limits, token_bucket (``ours`` is whatever ``rust_py_rate_limit`` imports).
+2. The same in ``.venv-bench-031/`` (created on first use) with the PyPI
+   release ``rust-py-rate-limit==0.3.1``, which has the same import name and so
+   needs its own interpreter: dict, rprl031_allow, rprl031_check. Its ratios are
+   to its own dict baseline, measured in that process.
+3. Prints the tables and the targets; writes ``benches/results/latest.json``.
+
+    .venv/bin/python benches/run.py [--quick] [--strict]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHES = Path("benches")  # all paths below are relative to ROOT (the cwd)
+SCENARIOS = BENCHES / "scenarios.py"
+RESULTS = BENCHES / "results"
+REQUIREMENTS = BENCHES / "requirements.txt"
+VENV_031 = Path(".venv-bench-031")
+PIN_031 = "rust-py-rate-limit==0.3.1"
+VERSION_031 = "0.3.1"
+
+MAIN_IMPLS = ["dict", "ours_allow", "ours_check", "limits", "token_bucket"]
+OLD_IMPLS = ["dict", "ours_allow", "ours_check"]
+RELABEL_031 = {
+    "dict": "rprl031_dict",
+    "ours_allow": "rprl031_allow",
+    "ours_check": "rprl031_check",
+}
+ROWS = MAIN_IMPLS + list(RELABEL_031.values())
+TIMED = ["hot", "over", "keys100k", "newkeys", "threads4"]
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _pip(python: Path | str, *args: str) -> bool:
+    cmd = [str(python), "-m", "pip", "install", "-q"]
+    cmd += ["--disable-pip-version-check", *args]
+    _log(f"$ {' '.join(cmd)}")
+    return subprocess.run(cmd, cwd=ROOT, check=False).returncode == 0
+
+
+def ensure_peers() -> None:
+    """Install benches/requirements.txt here if a peer package is missing."""
+    missing = [m for m in ("limits", "token_bucket") if not importlib.util.find_spec(m)]
+    if missing and not _pip(sys.executable, "-r", str(REQUIREMENTS)):
+        _log(f"note: could not install {missing}; they will be skipped")
+
+
+def _interpreter_info(python: Path) -> tuple[str, str | None]:
+    """(python major.minor, installed rust-py-rate-limit version or None)."""
+    code = (
+        "import sys, importlib.metadata as m\n"
+        "v = '%d.%d' % sys.version_info[:2]\n"
+        "try:\n    print(v, m.version('rust-py-rate-limit'))\n"
+        "except m.PackageNotFoundError:\n    print(v, '-')\n"
+    )
+    out = subprocess.run(
+        [str(python), "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        return "", None
+    pyver, pkg = out.stdout.split()
+    return pyver, None if pkg == "-" else pkg
+
+
+def ensure_venv_031() -> Path | None:
+    """Create/refresh .venv-bench-031 with the PyPI release; None on failure."""
+    python = _venv_python(VENV_031)
+    here = "{}.{}".format(*sys.version_info[:2])
+    if (ROOT / python).exists():
+        pyver, pkg = _interpreter_info(python)
+        if pyver != here:
+            _log(f"{VENV_031}: Python {pyver or '?'} != {here}; recreating")
+            shutil.rmtree(ROOT / VENV_031)
+        elif pkg == VERSION_031:
+            return python
+    if not (ROOT / python).exists():
+        _log(f"creating {VENV_031}/")
+        venv = [sys.executable, "-m", "venv", str(VENV_031)]
+        made = subprocess.run(venv, cwd=ROOT, check=False)
+        if made.returncode != 0:
+            return None
+    if not _pip(python, PIN_031):
+        return None
+    return python
+
+
+def run_scenarios(python: Path | str, impls: list[str], out: Path, args: Any) -> Any:
+    cmd = [str(python), str(SCENARIOS), "--impl", ",".join(impls)]
+    cmd += ["--json", str(out)]
+    if args.quick:
+        cmd.append("--quick")
+    if args.repeats:
+        cmd += ["--repeats", str(args.repeats)]
+    if args.scenarios:
+        cmd += ["--scenarios", args.scenarios]
+    _log(f"$ {' '.join(cmd)}")
+    if subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0:
+        raise SystemExit(f"scenarios.py failed under {python}")
+    return json.loads((ROOT / out).read_text())
+
+
+def combine(main: Any, old: Any | None) -> dict[str, Any]:
+    """Merge both processes' results under their row labels."""
+    scenarios: dict[str, Any] = {}
+    sources = [("main", main, {n: n for n in MAIN_IMPLS})]
+    if old is not None:
+        sources.append(("rprl031", old, RELABEL_031))
+    for process, raw, labels in sources:
+        for name, scn in raw["scenarios"].items():
+            merged = scenarios.setdefault(
+                name, {k: v for k, v in scn.items() if k != "results"} | {"results": {}}
+            )
+            for impl, res in scn["results"].items():
+                merged["results"][labels[impl]] = res | {"process": process}
+    return {
+        "processes": {
+            "main": main["meta"],
+            **({"rprl031": old["meta"]} if old is not None else {}),
+        },
+        "scenarios": scenarios,
+    }
+
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+
+
+def _get(data: dict[str, Any], scn: str, row: str, field: str) -> float | None:
+    res = data["scenarios"].get(scn, {}).get("results", {}).get(row)
+    value = None if res is None else res.get(field)
+    return None if value is None else float(value)
+
+
+def _cell(ns: float | None, ratio: float | None) -> str:
+    if ns is None:
+        return "—"
+    text = f"{ns:,.0f}" if ns >= 100 else f"{ns:.1f}"
+    return f"{text} ({ratio:.2f}x)" if ratio is not None else text
+
+
+def timed_table(data: dict[str, Any]) -> str:
+    cols = [c for c in TIMED if c in data["scenarios"]]
+    threads = "threads4" in cols
+    head = ["impl", *cols]
+    if threads:
+        head += ["1 thread", "4T / 1T"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in ROWS:
+        cells = [
+            _cell(_get(data, c, row, "median_ns"), _get(data, c, row, "ratio"))
+            for c in cols
+        ]
+        if threads:
+            cells.append(
+                _cell(
+                    _get(data, "threads4", row, "single_median_ns"),
+                    _get(data, "threads4", row, "single_ratio"),
+                )
+            )
+            mt = _get(data, "threads4", row, "threads_vs_single")
+            cells.append("—" if mt is None else f"{mt:.2f}")
+        if any(c != "—" for c in cells):
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def memory_table(data: dict[str, Any]) -> str:
+    mem = data["scenarios"].get("memory")
+    if not mem:
+        return ""
+    lines = [
+        f"| impl | B/key ({mem['keys']:,} keys) | x dict |",
+        "|---|---|---|",
+    ]
+    for row in ROWS:
+        bpk = _get(data, "memory", row, "bytes_per_key")
+        if bpk is not None:
+            ratio = _get(data, "memory", row, "ratio")
+            shown = "—" if ratio is None else f"{ratio:.2f}x"
+            lines.append(f"| {row} | {bpk:.1f} | {shown} |")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    measure: Callable[[dict[str, Any]], float | None]
+    op: str  # "<=" or ">="
+    threshold: float
+    unit: str = "x"
+
+    def evaluate(self, data: dict[str, Any]) -> dict[str, Any]:
+        value = self.measure(data)
+        if value is None:
+            status = "N/A"
+        elif self.op == "<=":
+            status = "PASS" if value <= self.threshold else "MISS"
+        else:
+            status = "PASS" if value >= self.threshold else "MISS"
+        return {
+            "target": self.label,
+            "op": self.op,
+            "threshold": self.threshold,
+            "value": None if value is None else round(value, 4),
+            "unit": self.unit,
+            "status": status,
+        }
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+TARGETS = [
+    Target(
+        "ours allow hot key <= 0.6x dict",
+        lambda d: _get(d, "hot", "ours_allow", "ratio"),
+        "<=",
+        0.6,
+    ),
+    Target(
+        "ours allow 100k keys <= 0.8x dict",
+        lambda d: _get(d, "keys100k", "ours_allow", "ratio"),
+        "<=",
+        0.8,
+    ),
+    Target(
+        "ours check hot <= 2.5x ours allow hot",
+        lambda d: _div(
+            _get(d, "hot", "ours_check", "median_ns"),
+            _get(d, "hot", "ours_allow", "median_ns"),
+        ),
+        "<=",
+        2.5,
+    ),
+    Target(
+        "ours 4 threads total ns/hit <= 1.2x ours 1 thread",
+        lambda d: _get(d, "threads4", "ours_allow", "threads_vs_single"),
+        "<=",
+        1.2,
+    ),
+    Target(
+        "ours allow hot >= 2x faster than rprl031 allow hot (ratios to own dict)",
+        lambda d: _div(
+            _get(d, "hot", "rprl031_allow", "ratio"),
+            _get(d, "hot", "ours_allow", "ratio"),
+        ),
+        ">=",
+        2.0,
+    ),
+    Target(
+        "ours allow hot >= 25x faster than limits",
+        lambda d: _div(
+            _get(d, "hot", "limits", "median_ns"),
+            _get(d, "hot", "ours_allow", "median_ns"),
+        ),
+        ">=",
+        25.0,
+    ),
+    Target(
+        "ours memory <= 110 B/key",
+        lambda d: _get(d, "memory", "ours_allow", "bytes_per_key"),
+        "<=",
+        110.0,
+        " B/key",
+    ),
+]
+
+
+def targets_list(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for t in results:
+        if t["value"] is None:
+            lines.append(f"- N/A  {t['target']}: not measured")
+            continue
+        shown = f"{t['value']:.1f}" if t["unit"] != "x" else f"{t['value']:.2f}"
+        lines.append(f"- {t['status']} {t['target']}: {shown}{t['unit']}")
+    return "\n".join(lines)
+
+
+def report(data: dict[str, Any]) -> str:
+    main = data["processes"]["main"]
+    ours = main["impls"].get("ours_allow")
+    parts = ["## Benchmarks", ""]
+    parts.append(
+        f"Python {main['python']} on {main['platform']}, {main['cpu_count']} CPUs; "
+        f"median of {main['params']['repeats']} interleaved repeats; "
+        "cells are ns/hit (x ratio to dict in the same process)."
+    )
+    if ours is None:
+        parts.append("\n**ours is not importable here: build it first.**")
+    elif ours == VERSION_031:
+        parts.append(
+            f"\n**Note: `rust_py_rate_limit` here is {VERSION_031} (the PyPI "
+            "release), so 'ours' is a stand-in.**"
+        )
+    if "rprl031" in data["processes"]:
+        parts.append(
+            "\nrprl031_* rows ran in `.venv-bench-031` (rust-py-rate-limit "
+            f"{VERSION_031}); their ratios are to rprl031_dict, the dict baseline "
+            "measured in that process."
+        )
+    parts += ["", timed_table(data)]
+    mem = memory_table(data)
+    if mem:
+        parts += ["", "### Memory", "", mem]
+    parts += ["", "### Targets", "", targets_list(data["targets"])]
+    problems = [
+        f"{proc}: {p}"
+        for proc, meta in data["processes"].items()
+        for p in meta["problems"]
+    ]
+    if problems:
+        parts += ["", "### Problems", ""] + [f"- {p}" for p in problems]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke test (< 1 min)")
+    ap.add_argument("--repeats", type=int, help="override repeats per scenario")
+    ap.add_argument("--scenarios", help="comma list (default: all)")
+    ap.add_argument("--skip-031", action="store_true", help="skip the 0.3.1 venv")
+    ap.add_argument("--no-install", action="store_true", help="never run pip")
+    ap.add_argument("--strict", action="store_true", help="exit 1 on any MISS")
+    args = ap.parse_args(argv)
+
+    os.chdir(ROOT)
+    (ROOT / RESULTS).mkdir(parents=True, exist_ok=True)
+    ignore = ROOT / RESULTS / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n!.gitignore\n")
+
+    if not args.no_install:
+        ensure_peers()
+    main_raw = run_scenarios(sys.executable, MAIN_IMPLS, RESULTS / "main.json", args)
+
+    old_raw = None
+    if not args.skip_031:
+        python = _venv_python(VENV_031) if args.no_install else ensure_venv_031()
+        if python is None or not (ROOT / python).exists():
+            _log(f"note: {VENV_031} unavailable; skipping the {VERSION_031} rows")
+        else:
+            old_raw = run_scenarios(python, OLD_IMPLS, RESULTS / "rprl031.json", args)
+
+    data = combine(main_raw, old_raw)
+    data["targets"] = [t.evaluate(data) for t in TARGETS]
+    data["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data["quick"] = args.quick
+    (ROOT / RESULTS / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
+
+    print(report(data))
+    print(f"\nraw results: {RESULTS / 'latest.json'}")
+    if args.strict and any(t["status"] != "PASS" for t in data["targets"]):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
