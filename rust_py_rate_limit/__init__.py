@@ -7,11 +7,12 @@ Example:
     (True, True, False)
 """
 
-from rust_py_rate_limit._native import ManualClock, RateLimiter, __version__
+from rust_py_rate_limit._native import Decision, ManualClock, RateLimiter, __version__
 from rust_py_rate_limit.decorators import rate_limit
 from rust_py_rate_limit.exceptions import RateLimitExceeded
 
 __all__ = [
+    "Decision",
     "ManualClock",
     "RateLimitExceeded",
     "RateLimiter",

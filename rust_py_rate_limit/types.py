@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Literal, TypeAlias, TypedDict
 
-__all__ = ["CheckResult", "Stats"]
+__all__ = ["AlgorithmName", "CheckResult", "Stats"]
+
+#: Every name ``RateLimiter(algorithm=...)`` accepts (canonical names and aliases).
+AlgorithmName: TypeAlias = Literal[
+    "fixed",
+    "fixed_window",
+    "sliding",
+    "sliding_window",
+    "sliding_log",
+    "token_bucket",
+    "gcra",
+    "leaky_bucket",
+]
 
 
 class CheckResult(TypedDict):

@@ -8,14 +8,16 @@
 pub mod algorithm;
 pub mod clock;
 mod error;
+pub mod limiter;
 pub mod rate;
 pub mod store;
 
 #[cfg(feature = "python")]
 mod py;
 
-pub use algorithm::{Algorithm, Decision, FixedWindow};
+pub use algorithm::{Algorithm, Compound, Decision, FixedWindow, Gcra, SlidingLog, SlidingWindow};
 pub use clock::{AnyClock, Clock, ManualClock, MonotonicClock, Nanos};
 pub use error::{Error, Result};
-pub use rate::Quota;
+pub use limiter::{memory_limiter, AlgorithmKind, Limiter, Spec};
+pub use rate::{parse_rates, Quota};
 pub use store::{MemoryStore, Stats};

@@ -74,9 +74,118 @@ impl Quota {
     }
 }
 
+/// Parses a rate string into its limits: `"100/minute"`, `"100 per minute"`,
+/// `"10/30s"`, `"5/5m"`, `"1000 per 2 hours"`; several joined by `;` make a
+/// compound limit, e.g. `"10/second;1000/hour"`.
+pub fn parse_rates(text: &str) -> Result<Vec<Quota>> {
+    let parts: Vec<&str> = text.split(';').map(str::trim).collect();
+    if parts.iter().all(|p| p.is_empty()) {
+        return Err(Error::invalid("rate", "is empty"));
+    }
+    parts.into_iter().map(parse_rate).collect()
+}
+
+/// Parses one `N/unit` rate.
+pub fn parse_rate(part: &str) -> Result<Quota> {
+    let bad = |why: &str| Error::invalid("rate", format!("part {part:?} {why}"));
+    let lower = part.trim().to_ascii_lowercase();
+    let (count, period) = if let Some((c, p)) = lower.split_once('/') {
+        (c, p)
+    } else if let Some((c, p)) = lower.split_once(" per ") {
+        (c, p)
+    } else {
+        return Err(bad(
+            "is not of the form N/period, e.g. \"100/minute\" or \"10/30s\"",
+        ));
+    };
+    let limit = parse_number(count.trim()).ok_or_else(|| {
+        bad(&format!(
+            "has a count {:?} that is not a whole number",
+            count.trim()
+        ))
+    })?;
+    let period = period.trim();
+    let digits = period.chars().take_while(char::is_ascii_digit).count();
+    let (multiple, unit) = period.split_at(digits);
+    let multiple = if multiple.is_empty() {
+        1
+    } else {
+        parse_number(multiple).ok_or_else(|| bad("has a period count that is too large"))?
+    };
+    let unit_secs = match unit.trim() {
+        "s" | "sec" | "secs" | "second" | "seconds" => 1,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        other => {
+            return Err(bad(&format!(
+                "has an unknown period {other:?} (use second, minute, hour or day)"
+            )))
+        }
+    };
+    if multiple == 0 {
+        return Err(bad("has a period of 0"));
+    }
+    let window_seconds = multiple
+        .checked_mul(unit_secs)
+        .ok_or_else(|| bad("has a period that is too long"))?;
+    Quota::per_seconds(limit, window_seconds).map_err(|e| match e {
+        Error::InvalidArgument { reason, .. } => bad(&format!("is out of range: {reason}")),
+        other => other,
+    })
+}
+
+fn parse_number(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_documented_forms() {
+        let q = |text: &str| {
+            parse_rates(text)
+                .unwrap()
+                .iter()
+                .map(|q| (q.limit(), q.window() / NANOS_PER_SEC))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(q("100/minute"), [(100, 60)]);
+        assert_eq!(q("100 per minute"), [(100, 60)]);
+        assert_eq!(q("100 PER Minute"), [(100, 60)]);
+        assert_eq!(q("10/30s"), [(10, 30)]);
+        assert_eq!(q("5/5m"), [(5, 300)]);
+        assert_eq!(q("1000 per 2 hours"), [(1000, 7200)]);
+        assert_eq!(q("7/day"), [(7, 86_400)]);
+        assert_eq!(q(" 10/second ; 1000/hour "), [(10, 1), (1000, 3600)]);
+    }
+
+    #[test]
+    fn malformed_strings_name_the_bad_part() {
+        for (text, needle) in [
+            ("", "empty"),
+            ("10", "\"10\""),
+            ("ten/second", "\"ten\""),
+            ("10/fortnight", "fortnight"),
+            ("10/0s", "period of 0"),
+            ("0/second", "0/second"),
+            ("-1/second", "-1"),
+            ("10/second;;", "\"\""),
+            ("10/second;5/lightyear", "lightyear"),
+            ("99999999999999999999/s", "whole number"),
+            ("10/99999999999999999999s", "too large"),
+            ("10/999999999999999d", "too long"),
+        ] {
+            let err = parse_rates(text).unwrap_err().to_string();
+            assert!(err.starts_with("rate "), "{err}");
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
 
     #[test]
     fn accepts_the_bounds() {

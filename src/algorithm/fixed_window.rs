@@ -51,7 +51,10 @@ impl FixedWindow {
 
 impl Algorithm for FixedWindow {
     type State = FixedWindowState;
-    const NAME: &'static str = "fixed";
+
+    fn name(&self) -> &'static str {
+        "fixed"
+    }
 
     #[inline]
     fn limit(&self) -> u64 {
@@ -77,26 +80,22 @@ impl Algorithm for FixedWindow {
     }
 
     #[inline]
-    fn acquire(&self, state: &mut FixedWindowState, now: Nanos, cost: u64) -> Decision {
+    fn decide(&self, state: &FixedWindowState, now: Nanos, cost: u64) -> Decision {
         let window = self.current(state, now);
         let limit = self.quota.limit();
         let reset_after = self.reset_after(&window, now);
         // count <= limit and cost <= limit, both below 2^53: no overflow.
         if window.count + cost <= limit {
-            *state = FixedWindowState {
-                start: window.start,
-                count: window.count + cost,
-            };
             Decision {
                 allowed: true,
                 limit,
-                remaining: limit - state.count,
+                remaining: limit - window.count - cost,
                 reset_after,
                 retry_after: 0,
             }
         } else {
-            // Not admitted, so the window did not roll over (a fresh window
-            // admits any cost up to the capacity): `state` is untouched.
+            // A fresh window admits any cost up to the capacity, so the
+            // first admission is when this one ends.
             Decision {
                 allowed: false,
                 limit,
@@ -105,6 +104,15 @@ impl Algorithm for FixedWindow {
                 retry_after: reset_after,
             }
         }
+    }
+
+    #[inline]
+    fn apply(&self, state: &mut FixedWindowState, now: Nanos, cost: u64) {
+        let window = self.current(state, now);
+        *state = FixedWindowState {
+            start: window.start,
+            count: window.count + cost,
+        };
     }
 
     #[inline]

@@ -5,9 +5,17 @@
 //! in-memory map, later Redis) own the state and the clock and call in here,
 //! so every store makes exactly the same decisions.
 
+mod compound;
 mod fixed_window;
+mod gcra;
+mod sliding_log;
+mod sliding_window;
 
+pub use compound::Compound;
 pub use fixed_window::{FixedWindow, FixedWindowState};
+pub use gcra::{Gcra, GcraState};
+pub use sliding_log::{SlidingLog, SlidingLogState};
+pub use sliding_window::{SlidingWindow, SlidingWindowState};
 
 use crate::clock::{Nanos, NANOS_PER_SEC};
 
@@ -50,18 +58,23 @@ pub fn ceil_secs(nanos: Nanos) -> u64 {
 
 /// One rate-limit algorithm over one quota.
 ///
+/// A hit is decided in two steps: [`decide`](Algorithm::decide) reads the
+/// state and says what the hit gets; [`apply`](Algorithm::apply) spends it,
+/// and is only called after an admitting decision. So a refused hit cannot
+/// change state, and a compound limit can ask every part before spending in
+/// any.
+///
 /// Contract, checked by the tests of every implementation:
-/// - `acquire` with `cost <= capacity()` on a state returned by `fresh(now)`
-///   is always admitted;
-/// - a hit that is not admitted leaves the state exactly as it was;
-/// - `is_expired(state, now)` is true only when the state is equivalent to
-///   `fresh(now)`, so a store may drop it without changing any decision.
+/// - on a state returned by `fresh(now)`, a hit with `cost <= capacity()` is
+///   admitted;
+/// - `is_expired(state, now)` is true only when the state decides every
+///   later hit exactly as `fresh` would, so a store may drop it.
 pub trait Algorithm: Send + Sync + 'static {
     /// Per-key state.
     type State: Send + Sync;
 
     /// The canonical name users select the algorithm by.
-    const NAME: &'static str;
+    fn name(&self) -> &'static str;
 
     /// The limit reported in every [`Decision`].
     fn limit(&self) -> u64;
@@ -75,11 +88,24 @@ pub trait Algorithm: Send + Sync + 'static {
     /// The state of a key that has spent nothing, as of `now`.
     fn fresh(&self, now: Nanos) -> Self::State;
 
-    /// Decides a hit of `cost` (1..=capacity) at `now`, updating `state`
-    /// only if it is admitted.
-    fn acquire(&self, state: &mut Self::State, now: Nanos, cost: u64) -> Decision;
+    /// What a hit of `cost` (1..=capacity) at `now` gets, without spending.
+    fn decide(&self, state: &Self::State, now: Nanos, cost: u64) -> Decision;
 
-    /// What a hit of cost 1 would see at `now`, without spending anything.
+    /// Spends `cost` at `now`. Only called when `decide` admitted the hit.
+    fn apply(&self, state: &mut Self::State, now: Nanos, cost: u64);
+
+    /// Decides a hit and spends it if admitted.
+    #[inline]
+    fn acquire(&self, state: &mut Self::State, now: Nanos, cost: u64) -> Decision {
+        let decision = self.decide(state, now, cost);
+        if decision.allowed {
+            self.apply(state, now, cost);
+        }
+        decision
+    }
+
+    /// What the key looks like at `now` without spending: `remaining` is the
+    /// allowance left, `allowed` and `retry_after` are those of a hit of cost 1.
     fn peek(&self, state: &Self::State, now: Nanos) -> Decision;
 
     /// Whether the state holds nothing that a fresh one would not.

@@ -1,16 +1,17 @@
-//! `RateLimiter`: the Python face of a memory store.
+//! `RateLimiter`: the Python face of a limiter.
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::args::{key_bytes, positive_int};
 use super::clock::PyManualClock;
-use crate::algorithm::{Algorithm, Decision, FixedWindow};
+use super::decision::{check_dict, PyDecision};
+use crate::algorithm::Decision;
 use crate::clock::{AnyClock, NANOS_PER_SEC};
-use crate::rate::Quota;
-use crate::store::MemoryStore;
+use crate::limiter::{memory_limiter, AlgorithmKind, Limiter, Spec};
+use crate::rate::{parse_rates, Quota};
 
 /// A thread-safe rate limiter; see the package documentation.
 #[pyclass(
@@ -20,7 +21,8 @@ use crate::store::MemoryStore;
     name = "RateLimiter"
 )]
 pub struct PyRateLimiter {
-    store: MemoryStore<FixedWindow>,
+    inner: Box<dyn Limiter>,
+    spec: Spec,
 }
 
 impl PyRateLimiter {
@@ -36,49 +38,130 @@ impl PyRateLimiter {
     #[inline]
     fn hit(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
         let cost = Self::cost(cost)?;
-        Ok(self.store.hit(&key_bytes(key)?, cost)?)
+        Ok(self.inner.hit(&key_bytes(key)?, cost)?)
+    }
+
+    fn first(&self) -> &Quota {
+        &self.spec.quotas[0]
     }
 }
 
-/// The seed's `check()` payload, built in this one place.
-fn decision_dict<'py>(py: Python<'py>, d: &Decision) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    dict.set_item(intern!(py, "allowed"), d.allowed)?;
-    dict.set_item(intern!(py, "limit"), d.limit)?;
-    dict.set_item(intern!(py, "remaining"), d.remaining)?;
-    dict.set_item(intern!(py, "reset_after_seconds"), d.reset_after_secs())?;
-    dict.set_item(intern!(py, "retry_after_seconds"), d.retry_after_secs())?;
-    Ok(dict)
+/// `rate=`: one string (`;` joins a compound limit) or a list of strings.
+fn quotas_from_rate(rate: &Bound<'_, PyAny>) -> PyResult<Vec<Quota>> {
+    if let Ok(text) = rate.cast::<PyString>() {
+        return Ok(parse_rates(text.to_str()?)?);
+    }
+    if rate.is_instance_of::<PyList>() || rate.is_instance_of::<PyTuple>() {
+        let mut quotas = Vec::new();
+        for item in rate.try_iter()? {
+            let item = item?;
+            let Ok(text) = item.cast::<PyString>() else {
+                return Err(PyTypeError::new_err(format!(
+                    "rate must be a str or a list of str, found {} in the list",
+                    item.get_type().name()?
+                )));
+            };
+            quotas.extend(parse_rates(text.to_str()?)?);
+        }
+        if quotas.is_empty() {
+            return Err(PyValueError::new_err("rate is an empty list"));
+        }
+        return Ok(quotas);
+    }
+    Err(PyTypeError::new_err(format!(
+        "rate must be a str or a list of str, not {}",
+        rate.get_type().name()?
+    )))
+}
+
+fn clock_from(clock: Option<&Bound<'_, PyAny>>) -> PyResult<AnyClock> {
+    match clock {
+        None => Ok(AnyClock::Monotonic),
+        Some(obj) if obj.is_none() => Ok(AnyClock::Monotonic),
+        Some(obj) => match obj.cast::<PyManualClock>() {
+            Ok(manual) => Ok(AnyClock::Manual(manual.get().inner.clone())),
+            Err(_) => Err(PyTypeError::new_err(format!(
+                "clock must be a ManualClock or None, not {}",
+                obj.get_type().name()?
+            ))),
+        },
+    }
+}
+
+fn none_if_absent<'a, 'py>(obj: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
+    obj.filter(|o| !o.is_none())
 }
 
 #[pymethods]
 impl PyRateLimiter {
     #[new]
-    #[pyo3(signature = (limit, window_seconds, *, clock = None))]
+    #[pyo3(signature = (
+        limit = None,
+        window_seconds = None,
+        *,
+        rate = None,
+        algorithm = None,
+        burst = None,
+        clock = None,
+    ), text_signature = "(limit=None, window_seconds=None, *, rate=None, algorithm='fixed', burst=None, clock=None)")]
     fn new(
-        limit: &Bound<'_, PyAny>,
-        window_seconds: &Bound<'_, PyAny>,
+        limit: Option<&Bound<'_, PyAny>>,
+        window_seconds: Option<&Bound<'_, PyAny>>,
+        rate: Option<&Bound<'_, PyAny>>,
+        algorithm: Option<&Bound<'_, PyAny>>,
+        burst: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let limit = positive_int(limit, "limit")?;
-        let window_seconds = positive_int(window_seconds, "window_seconds")?;
-        let quota = Quota::per_seconds(limit, window_seconds)?;
-        let clock = match clock {
-            None => AnyClock::Monotonic,
-            Some(obj) if obj.is_none() => AnyClock::Monotonic,
-            Some(obj) => match obj.cast::<PyManualClock>() {
-                Ok(manual) => AnyClock::Manual(manual.get().inner.clone()),
+        let (limit, window_seconds, rate) = (
+            none_if_absent(limit),
+            none_if_absent(window_seconds),
+            none_if_absent(rate),
+        );
+        let quotas = match (limit, window_seconds, rate) {
+            (Some(limit), Some(window), None) => vec![Quota::per_seconds(
+                positive_int(limit, "limit")?,
+                positive_int(window, "window_seconds")?,
+            )?],
+            (None, None, Some(rate)) => quotas_from_rate(rate)?,
+            (_, _, Some(_)) => {
+                return Err(PyTypeError::new_err(
+                    "give either rate or limit and window_seconds, not both",
+                ))
+            }
+            (Some(_), None, None) => {
+                return Err(PyTypeError::new_err(
+                    "window_seconds is required with limit (or give rate instead)",
+                ))
+            }
+            (None, Some(_), None) => {
+                return Err(PyTypeError::new_err(
+                    "limit is required with window_seconds (or give rate instead)",
+                ))
+            }
+            (None, None, None) => {
+                return Err(PyTypeError::new_err(
+                    "RateLimiter needs limit and window_seconds, or rate",
+                ))
+            }
+        };
+        let kind = match none_if_absent(algorithm) {
+            None => AlgorithmKind::Fixed,
+            Some(name) => match name.cast::<PyString>() {
+                Ok(name) => AlgorithmKind::parse(name.to_str()?)?,
                 Err(_) => {
                     return Err(PyTypeError::new_err(format!(
-                        "clock must be a ManualClock or None, not {}",
-                        obj.get_type().name()?
+                        "algorithm must be a str, not {}",
+                        name.get_type().name()?
                     )))
                 }
             },
         };
-        Ok(Self {
-            store: MemoryStore::new(FixedWindow::new(quota), clock),
-        })
+        let burst = none_if_absent(burst)
+            .map(|b| positive_int(b, "burst"))
+            .transpose()?;
+        let spec = Spec::new(kind, quotas, burst)?;
+        let inner = memory_limiter(&spec, clock_from(clock)?);
+        Ok(Self { inner, spec })
     }
 
     /// Spends `cost` on `key` if the limit allows it; returns whether it did.
@@ -95,32 +178,47 @@ impl PyRateLimiter {
         cost: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let decision = self.hit(key, cost)?;
-        decision_dict(key.py(), &decision)
+        check_dict(key.py(), &decision)
+    }
+
+    /// Like `check`, returning a `Decision` with exact times.
+    #[pyo3(signature = (key, cost = None), text_signature = "(self, key, cost=1)")]
+    fn decide(
+        &self,
+        key: &Bound<'_, PyAny>,
+        cost: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyDecision> {
+        Ok(PyDecision::new(self.hit(key, cost)?))
     }
 
     /// Units `key` can still spend now; spends nothing.
     fn remaining(&self, key: &Bound<'_, PyAny>) -> PyResult<u64> {
-        Ok(self.store.peek(&key_bytes(key)?).remaining)
+        Ok(self.inner.peek(&key_bytes(key)?).remaining)
+    }
+
+    /// What a hit of cost 1 on `key` would get now; spends nothing.
+    fn peek(&self, key: &Bound<'_, PyAny>) -> PyResult<PyDecision> {
+        Ok(PyDecision::new(self.inner.peek(&key_bytes(key)?)))
     }
 
     /// Drops `key`'s state; returns whether it had any.
     fn reset(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(self.store.reset(&key_bytes(key)?))
+        Ok(self.inner.reset(&key_bytes(key)?))
     }
 
     /// Drops every key's state (the counters of `stats()` are kept).
     fn clear(&self, py: Python<'_>) {
-        py.detach(|| self.store.clear());
+        py.detach(|| self.inner.clear());
     }
 
-    /// Removes keys whose window has ended; returns how many.
+    /// Removes keys whose state has expired; returns how many.
     fn cleanup_expired(&self, py: Python<'_>) -> usize {
-        py.detach(|| self.store.cleanup_expired())
+        py.detach(|| self.inner.cleanup_expired())
     }
 
     /// Activity counters.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.store.stats();
+        let s = self.inner.stats();
         let dict = PyDict::new(py);
         dict.set_item(intern!(py, "allowed"), s.allowed)?;
         dict.set_item(intern!(py, "blocked"), s.blocked)?;
@@ -146,29 +244,64 @@ impl PyRateLimiter {
             .call((slf, key), Some(&options))
     }
 
-    /// The limit per window.
+    /// The limit per window (of the first limit, for a compound rate).
     #[getter]
     fn max_requests(&self) -> u64 {
-        self.store.algorithm().limit()
+        self.first().limit()
     }
 
-    /// The window length in seconds.
+    /// The window length in seconds (of the first limit, for a compound rate).
     #[getter]
     fn window_seconds(&self) -> u64 {
-        self.store.algorithm().window() / NANOS_PER_SEC
+        self.first().window() / NANOS_PER_SEC
     }
 
-    /// The algorithm's name.
+    /// Every limit as `(limit, window_seconds)`, in the order given.
+    #[getter]
+    fn limits(&self) -> Vec<(u64, u64)> {
+        self.spec
+            .quotas
+            .iter()
+            .map(|q| (q.limit(), q.window() / NANOS_PER_SEC))
+            .collect()
+    }
+
+    /// The bucket capacity for token_bucket and gcra; None for the others.
+    #[getter]
+    fn burst(&self) -> Option<u64> {
+        self.spec
+            .kind
+            .has_burst()
+            .then(|| self.spec.burst.unwrap_or(self.first().limit()))
+    }
+
+    /// The algorithm's canonical name.
     #[getter]
     fn algorithm(&self) -> &'static str {
-        FixedWindow::NAME
+        self.inner.algorithm()
     }
 
     fn __repr__(&self) -> String {
+        let limits = if self.spec.quotas.len() == 1 {
+            format!(
+                "limit={}, window_seconds={}",
+                self.max_requests(),
+                self.window_seconds()
+            )
+        } else {
+            let parts: Vec<String> = self
+                .limits()
+                .iter()
+                .map(|(l, w)| format!("{l}/{w}s"))
+                .collect();
+            format!("rate='{}'", parts.join(";"))
+        };
+        let burst = match (self.spec.burst, self.spec.kind.has_burst()) {
+            (Some(b), true) => format!(", burst={b}"),
+            _ => String::new(),
+        };
         format!(
-            "RateLimiter(limit={}, window_seconds={}, algorithm='{}')",
-            self.max_requests(),
-            self.window_seconds(),
+            "RateLimiter({limits}, algorithm='{}'{burst})",
             self.algorithm()
         )
     }

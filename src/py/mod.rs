@@ -5,6 +5,7 @@
 
 mod args;
 mod clock;
+mod decision;
 mod errors;
 mod limiter;
 
@@ -15,6 +16,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::PyRateLimiter>()?;
     m.add_class::<clock::PyManualClock>()?;
+    m.add_class::<decision::PyDecision>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

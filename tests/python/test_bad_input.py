@@ -55,9 +55,9 @@ def test_largest_accepted_values_work() -> None:
 
 def test_missing_arguments_are_type_errors() -> None:
     with pytest.raises(TypeError):
-        RateLimiter()  # type: ignore[call-arg]
+        RateLimiter()
     with pytest.raises(TypeError):
-        RateLimiter(10)  # type: ignore[call-arg]
+        RateLimiter(10)
 
 
 @pytest.mark.parametrize("key", [None, 1, b"bytes", 1.5, ["k"], object()])

@@ -1,0 +1,176 @@
+//! Choosing an algorithm and building a limiter from a spec: the one place
+//! that turns names and rates into a concrete store behind a trait object.
+
+use crate::algorithm::{
+    Algorithm, Compound, Decision, FixedWindow, Gcra, SlidingLog, SlidingWindow,
+};
+use crate::clock::AnyClock;
+use crate::error::{Error, Result};
+use crate::rate::Quota;
+use crate::store::{MemoryStore, Stats};
+
+/// The algorithms a user can select, by canonical name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlgorithmKind {
+    /// `"fixed"` (alias `"fixed_window"`).
+    Fixed,
+    /// `"sliding"` (alias `"sliding_window"`).
+    Sliding,
+    /// `"sliding_log"`.
+    SlidingLog,
+    /// `"token_bucket"`.
+    TokenBucket,
+    /// `"gcra"` (alias `"leaky_bucket"`).
+    Gcra,
+}
+
+impl AlgorithmKind {
+    /// The canonical names, in documentation order.
+    pub const NAMES: [&'static str; 5] =
+        ["fixed", "sliding", "sliding_log", "token_bucket", "gcra"];
+
+    /// Looks an algorithm up by name or alias.
+    pub fn parse(name: &str) -> Result<Self> {
+        Ok(match name {
+            "fixed" | "fixed_window" => Self::Fixed,
+            "sliding" | "sliding_window" => Self::Sliding,
+            "sliding_log" => Self::SlidingLog,
+            "token_bucket" => Self::TokenBucket,
+            "gcra" | "leaky_bucket" => Self::Gcra,
+            other => {
+                return Err(Error::invalid(
+                    "algorithm",
+                    format!(
+                        "must be one of 'fixed', 'sliding', 'sliding_log', 'token_bucket', \
+                         'gcra' (aliases: 'fixed_window', 'sliding_window', 'leaky_bucket'), \
+                         got {other:?}"
+                    ),
+                ))
+            }
+        })
+    }
+
+    /// Whether the algorithm takes a `burst`.
+    pub fn has_burst(self) -> bool {
+        matches!(self, Self::TokenBucket | Self::Gcra)
+    }
+}
+
+/// Everything that defines a limiter's decisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// The algorithm.
+    pub kind: AlgorithmKind,
+    /// One quota, or several for a compound limit.
+    pub quotas: Vec<Quota>,
+    /// Bucket capacity for token_bucket / gcra; defaults to the limit.
+    pub burst: Option<u64>,
+}
+
+impl Spec {
+    /// Validates the combination.
+    pub fn new(kind: AlgorithmKind, quotas: Vec<Quota>, burst: Option<u64>) -> Result<Self> {
+        if quotas.is_empty() {
+            return Err(Error::invalid("rate", "needs at least one limit"));
+        }
+        if let Some(burst) = burst {
+            if !kind.has_burst() {
+                return Err(Error::invalid(
+                    "burst",
+                    "only applies to the 'token_bucket' and 'gcra' algorithms",
+                ));
+            }
+            if quotas.len() > 1 {
+                return Err(Error::invalid(
+                    "burst",
+                    "cannot be combined with a compound rate (each limit's burst is its limit)",
+                ));
+            }
+            if burst == 0 || burst > Quota::MAX_LIMIT {
+                return Err(Error::invalid(
+                    "burst",
+                    format!("must be between 1 and {}, got {burst}", Quota::MAX_LIMIT),
+                ));
+            }
+        }
+        Ok(Self {
+            kind,
+            quotas,
+            burst,
+        })
+    }
+}
+
+/// A limiter whatever its algorithm and store: what the binding holds.
+pub trait Limiter: Send + Sync {
+    /// Decides one hit of `cost` on `key`, spending it if admitted.
+    fn hit(&self, key: &[u8], cost: u64) -> Result<Decision>;
+    /// What `key` looks like now, spending nothing.
+    fn peek(&self, key: &[u8]) -> Decision;
+    /// Drops `key`'s state; whether it had any.
+    fn reset(&self, key: &[u8]) -> bool;
+    /// Drops every key's state.
+    fn clear(&self);
+    /// Removes expired keys; how many went.
+    fn cleanup_expired(&self) -> usize;
+    /// Counters.
+    fn stats(&self) -> Stats;
+    /// The algorithm's canonical name.
+    fn algorithm(&self) -> &'static str;
+}
+
+impl<A: Algorithm> Limiter for MemoryStore<A> {
+    #[inline]
+    fn hit(&self, key: &[u8], cost: u64) -> Result<Decision> {
+        MemoryStore::hit(self, key, cost)
+    }
+    fn peek(&self, key: &[u8]) -> Decision {
+        MemoryStore::peek(self, key)
+    }
+    fn reset(&self, key: &[u8]) -> bool {
+        MemoryStore::reset(self, key)
+    }
+    fn clear(&self) {
+        MemoryStore::clear(self)
+    }
+    fn cleanup_expired(&self) -> usize {
+        MemoryStore::cleanup_expired(self)
+    }
+    fn stats(&self) -> Stats {
+        MemoryStore::stats(self)
+    }
+    fn algorithm(&self) -> &'static str {
+        self.algorithm().name()
+    }
+}
+
+fn store<A: Algorithm>(parts: Vec<A>, clock: AnyClock) -> Box<dyn Limiter> {
+    if parts.len() == 1 {
+        let single = parts.into_iter().next().expect("one part");
+        Box::new(MemoryStore::new(single, clock))
+    } else {
+        Box::new(MemoryStore::new(Compound::new(parts), clock))
+    }
+}
+
+/// An in-memory limiter for `spec`, reading `clock`.
+pub fn memory_limiter(spec: &Spec, clock: AnyClock) -> Box<dyn Limiter> {
+    let quotas = spec.quotas.iter().copied();
+    match spec.kind {
+        AlgorithmKind::Fixed => store(quotas.map(FixedWindow::new).collect(), clock),
+        AlgorithmKind::Sliding => store(quotas.map(SlidingWindow::new).collect(), clock),
+        AlgorithmKind::SlidingLog => store(quotas.map(SlidingLog::new).collect(), clock),
+        AlgorithmKind::TokenBucket => store(
+            quotas
+                .map(|q| Gcra::token_bucket(q, spec.burst.unwrap_or(q.limit())))
+                .collect(),
+            clock,
+        ),
+        AlgorithmKind::Gcra => store(
+            quotas
+                .map(|q| Gcra::new(q, spec.burst.unwrap_or(q.limit())))
+                .collect(),
+            clock,
+        ),
+    }
+}

@@ -1,0 +1,122 @@
+//! `Decision`: one hit's outcome as a small frozen object, and the seed's
+//! `check()` dict; both are made from a core decision here and nowhere else.
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::algorithm::Decision;
+use crate::clock::NANOS_PER_SEC;
+
+fn seconds(nanos: u64) -> f64 {
+    nanos as f64 / NANOS_PER_SEC as f64
+}
+
+/// The outcome of one hit: exact times as float seconds, and the whole
+/// seconds (rounded up) that `check()` and HTTP headers report.
+#[pyclass(frozen, module = "rust_py_rate_limit._native", name = "Decision")]
+pub struct PyDecision {
+    inner: Decision,
+}
+
+impl PyDecision {
+    pub fn new(inner: Decision) -> Self {
+        Self { inner }
+    }
+}
+
+#[pymethods]
+impl PyDecision {
+    /// Whether the hit was admitted (and counted).
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.inner.allowed
+    }
+
+    /// The limit of the (most restrictive) rule that decided.
+    #[getter]
+    fn limit(&self) -> u64 {
+        self.inner.limit
+    }
+
+    /// Units that can still be spent now.
+    #[getter]
+    fn remaining(&self) -> u64 {
+        self.inner.remaining
+    }
+
+    /// Exact seconds until the key's allowance is full again.
+    #[getter]
+    fn reset_after(&self) -> f64 {
+        seconds(self.inner.reset_after)
+    }
+
+    /// Exact seconds until a hit of the same cost can be admitted (0 when
+    /// allowed).
+    #[getter]
+    fn retry_after(&self) -> f64 {
+        seconds(self.inner.retry_after)
+    }
+
+    /// `reset_after` in whole seconds, rounded up.
+    #[getter]
+    fn reset_after_seconds(&self) -> u64 {
+        self.inner.reset_after_secs()
+    }
+
+    /// `retry_after` in whole seconds, rounded up: never 0 while blocked.
+    #[getter]
+    fn retry_after_seconds(&self) -> u64 {
+        self.inner.retry_after_secs()
+    }
+
+    /// `reset_after` in integer nanoseconds.
+    #[getter]
+    fn reset_after_ns(&self) -> u64 {
+        self.inner.reset_after
+    }
+
+    /// `retry_after` in integer nanoseconds.
+    #[getter]
+    fn retry_after_ns(&self) -> u64 {
+        self.inner.retry_after
+    }
+
+    /// The same five keys as `check()` returns.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        check_dict(py, &self.inner)
+    }
+
+    fn __bool__(&self) -> bool {
+        self.inner.allowed
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<PyDecision>()
+            .is_ok_and(|o| o.get().inner == self.inner)
+    }
+
+    fn __repr__(&self) -> String {
+        let d = &self.inner;
+        format!(
+            "Decision(allowed={}, limit={}, remaining={}, reset_after={:?}, retry_after={:?})",
+            if d.allowed { "True" } else { "False" },
+            d.limit,
+            d.remaining,
+            seconds(d.reset_after),
+            seconds(d.retry_after)
+        )
+    }
+}
+
+/// The seed's `check()` payload.
+pub fn check_dict<'py>(py: Python<'py>, d: &Decision) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item(intern!(py, "allowed"), d.allowed)?;
+    dict.set_item(intern!(py, "limit"), d.limit)?;
+    dict.set_item(intern!(py, "remaining"), d.remaining)?;
+    dict.set_item(intern!(py, "reset_after_seconds"), d.reset_after_secs())?;
+    dict.set_item(intern!(py, "retry_after_seconds"), d.retry_after_secs())?;
+    Ok(dict)
+}
