@@ -96,6 +96,12 @@ impl<A: Algorithm> Algorithm for Compound<A> {
         )
     }
 
+    fn prune(&self, state: &mut Self::State, now: Nanos) {
+        for (p, s) in self.parts.iter().zip(state.iter_mut()) {
+            p.prune(s, now);
+        }
+    }
+
     fn apply(&self, state: &mut Self::State, now: Nanos, cost: u64) {
         for (p, s) in self.parts.iter().zip(state.iter_mut()) {
             p.apply(s, now, cost);

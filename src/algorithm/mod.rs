@@ -94,9 +94,17 @@ pub trait Algorithm: Send + Sync + 'static {
     /// Spends `cost` at `now`. Only called when `decide` admitted the hit.
     fn apply(&self, state: &mut Self::State, now: Nanos, cost: u64);
 
+    /// Drops whatever in `state` no longer affects any decision from `now`
+    /// on (the sliding log's expired entries), so that reading it stays
+    /// cheap even for a key that is refused for a long time. Changes no
+    /// decision.
+    #[inline]
+    fn prune(&self, _state: &mut Self::State, _now: Nanos) {}
+
     /// Decides a hit and spends it if admitted.
     #[inline]
     fn acquire(&self, state: &mut Self::State, now: Nanos, cost: u64) -> Decision {
+        self.prune(state, now);
         let decision = self.decide(state, now, cost);
         if decision.allowed {
             self.apply(state, now, cost);

@@ -118,7 +118,7 @@ impl Algorithm for SlidingLog {
         }
     }
 
-    fn apply(&self, s: &mut SlidingLogState, now: Nanos, cost: u64) {
+    fn prune(&self, s: &mut SlidingLogState, now: Nanos) {
         while let Some(&(at, spent)) = s.entries.front() {
             if self.is_live(at, now) {
                 break;
@@ -126,6 +126,10 @@ impl Algorithm for SlidingLog {
             s.entries.pop_front();
             s.total -= spent;
         }
+    }
+
+    fn apply(&self, s: &mut SlidingLogState, now: Nanos, cost: u64) {
+        self.prune(s, now);
         match s.entries.back_mut() {
             // The clock may be read a hair earlier by a racing thread; keep
             // the log ordered by folding such a hit into the newest entry.
