@@ -7,9 +7,10 @@ Example:
     (True, True, False)
 """
 
-from rust_py_rate_limit._native import Decision, ManualClock, RateLimiter, __version__
+from rust_py_rate_limit._native import Decision, ManualClock, __version__
 from rust_py_rate_limit.decorators import rate_limit
 from rust_py_rate_limit.exceptions import RateLimitExceeded
+from rust_py_rate_limit.limiter import RateLimiter
 
 __all__ = [
     "Decision",

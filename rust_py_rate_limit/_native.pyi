@@ -1,17 +1,15 @@
 """Type stubs of the compiled module ``rust_py_rate_limit._native``."""
 
-from collections.abc import Callable, Sequence
-from typing import Any, Final, Literal, TypeVar, final
+from collections.abc import Sequence
+from typing import Final, Literal, final
 
 from typing_extensions import disjoint_base
 
 from rust_py_rate_limit.types import AlgorithmName, CheckResult, Stats
 
-__all__ = ["Decision", "ManualClock", "RateLimiter", "__version__"]
+__all__ = ["Decision", "ManualClock", "RateLimiterCore", "__version__"]
 
 __version__: Final[str]
-
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 @final
 class ManualClock:
@@ -49,8 +47,8 @@ class Decision:
     def __eq__(self, value: object, /) -> bool: ...
 
 @disjoint_base
-class RateLimiter:
-    """A thread-safe rate limiter."""
+class RateLimiterCore:
+    """The native half of ``rust_py_rate_limit.RateLimiter``."""
 
     def __new__(
         cls,
@@ -61,7 +59,7 @@ class RateLimiter:
         algorithm: AlgorithmName = "fixed",
         burst: int | None = None,
         clock: ManualClock | None = None,
-    ) -> RateLimiter: ...
+    ) -> RateLimiterCore: ...
     def allow(self, key: str, cost: int = 1) -> bool: ...
     def check(self, key: str, cost: int = 1) -> CheckResult: ...
     def decide(self, key: str, cost: int = 1) -> Decision: ...
@@ -71,9 +69,6 @@ class RateLimiter:
     def clear(self) -> None: ...
     def cleanup_expired(self) -> int: ...
     def stats(self) -> Stats: ...
-    def limit(
-        self, key: str | Callable[..., str], *, cost: int = 1
-    ) -> Callable[[_F], _F]: ...
     @property
     def max_requests(self) -> int: ...
     @property

@@ -7,8 +7,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from rust_py_rate_limit._native import RateLimiter
+from rust_py_rate_limit._native import Decision
 from rust_py_rate_limit.exceptions import RateLimitExceeded
+from rust_py_rate_limit.limiter import RateLimiter
 
 __all__ = ["rate_limit"]
 
@@ -34,10 +35,8 @@ def _key_resolver(key: KeySpec) -> Callable[[tuple[Any, ...], dict[str, Any]], s
     raise TypeError(f"key must be a str or a callable, not {type(key).__name__}")
 
 
-def _enforce(limiter: RateLimiter, key: str, cost: int) -> None:
-    decision = limiter.check(key, cost)
-    if not decision["allowed"]:
-        raise RateLimitExceeded(key, decision["limit"], decision["retry_after_seconds"])
+def _refuse(key: str, decision: Decision) -> RateLimitExceeded:
+    return RateLimitExceeded(key, decision.limit, decision.retry_after_seconds)
 
 
 def rate_limit(
@@ -72,14 +71,20 @@ def rate_limit(
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                _enforce(limiter, resolve(args, kwargs), cost)
+                key = resolve(args, kwargs)
+                decision = await limiter.adecide(key, cost)
+                if not decision.allowed:
+                    raise _refuse(key, decision)
                 return await func(*args, **kwargs)
 
             return cast(F, async_wrapper)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            _enforce(limiter, resolve(args, kwargs), cost)
+            key = resolve(args, kwargs)
+            decision = limiter.decide(key, cost)
+            if not decision.allowed:
+                raise _refuse(key, decision)
             return func(*args, **kwargs)
 
         return cast(F, wrapper)

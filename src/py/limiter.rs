@@ -13,12 +13,14 @@ use crate::clock::{AnyClock, NANOS_PER_SEC};
 use crate::limiter::{memory_limiter, AlgorithmKind, Limiter, Spec};
 use crate::rate::{parse_rates, Quota};
 
-/// A thread-safe rate limiter; see the package documentation.
+/// The native half of `rust_py_rate_limit.RateLimiter`: every decision and
+/// all state. The Python subclass adds the awaitable twins, the decorator and
+/// waiting, which are thin Python over these methods.
 #[pyclass(
     frozen,
     subclass,
     module = "rust_py_rate_limit._native",
-    name = "RateLimiter"
+    name = "RateLimiterCore"
 )]
 pub struct PyRateLimiter {
     inner: Box<dyn Limiter>,
@@ -225,23 +227,6 @@ impl PyRateLimiter {
         dict.set_item(intern!(py, "total_checks"), s.total_checks())?;
         dict.set_item(intern!(py, "active_keys"), s.active_keys)?;
         Ok(dict)
-    }
-
-    /// A decorator that rate-limits a function under `key`.
-    #[pyo3(signature = (key, *, cost = None), text_signature = "(self, key, *, cost=1)")]
-    fn limit<'py>(
-        slf: &Bound<'py, Self>,
-        key: &Bound<'py, PyAny>,
-        cost: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let options = PyDict::new(py);
-        if let Some(cost) = cost {
-            options.set_item(intern!(py, "cost"), cost)?;
-        }
-        py.import(intern!(py, "rust_py_rate_limit.decorators"))?
-            .getattr(intern!(py, "rate_limit"))?
-            .call((slf, key), Some(&options))
     }
 
     /// The limit per window (of the first limit, for a compound rate).

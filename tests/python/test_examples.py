@@ -34,3 +34,11 @@ def test_decorator_example() -> None:
     out = run("decorator.py")
     assert "blocked: key=login limit=5 retry_after=60" in out
     assert "{'user': 1}" in out
+
+
+def test_async_example() -> None:
+    out = run("async_usage.py")
+    assert "aallow x5: [True, True, True, True, True]" in out
+    assert "aallow 6th: False" in out
+    assert "acquire with timeout 0: False" in out
+    assert "refused, retry after 1s" in out

@@ -1,0 +1,156 @@
+"""`RateLimiter`: the native core plus its awaitable twins and waiting.
+
+Every decision is made in Rust by `RateLimiterCore`. This subclass adds what
+is naturally Python: awaitables, waiting for admission, and the decorator.
+On the in-memory store each awaitable method is a coroutine that decides as
+soon as it is awaited and completes without suspending: no event-loop round
+trip, no thread hop, no Tokio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from rust_py_rate_limit._native import Decision, RateLimiterCore
+from rust_py_rate_limit.types import CheckResult
+
+__all__ = ["RateLimiter"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(
+            f"timeout must be a number of seconds or None, not {type(timeout).__name__}"
+        )
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(
+            f"timeout must be a non-negative number of seconds, got {timeout}"
+        )
+    return float(timeout)
+
+
+class RateLimiter(RateLimiterCore):
+    """A thread-safe rate limiter whose decisions are made in Rust.
+
+    Args:
+        limit: Units admitted per window (with ``window_seconds``).
+        window_seconds: The window length in whole seconds.
+        rate: Instead of ``limit``/``window_seconds``: a rate string such as
+            ``"100/minute"``, or several (``"10/second;1000/hour"`` or a
+            list) for a compound limit.
+        algorithm: ``"fixed"`` (default), ``"sliding"``, ``"sliding_log"``,
+            ``"token_bucket"`` or ``"gcra"``.
+        burst: Bucket capacity for ``token_bucket`` and ``gcra``.
+        clock: A `ManualClock` for tests; the monotonic clock by default.
+
+    Example:
+        >>> limiter = RateLimiter(limit=2, window_seconds=60)
+        >>> limiter.allow("k"), limiter.allow("k"), limiter.allow("k")
+        (True, True, False)
+    """
+
+    __slots__ = ()
+
+    # -- awaitable twins --------------------------------------------------
+
+    async def aallow(self, key: str, cost: int = 1) -> bool:
+        """Awaitable twin of `allow`."""
+        return self.allow(key, cost)
+
+    async def acheck(self, key: str, cost: int = 1) -> CheckResult:
+        """Awaitable twin of `check`."""
+        return self.check(key, cost)
+
+    async def adecide(self, key: str, cost: int = 1) -> Decision:
+        """Awaitable twin of `decide`."""
+        return self.decide(key, cost)
+
+    async def aremaining(self, key: str) -> int:
+        """Awaitable twin of `remaining`."""
+        return self.remaining(key)
+
+    async def apeek(self, key: str) -> Decision:
+        """Awaitable twin of `peek`."""
+        return self.peek(key)
+
+    async def areset(self, key: str) -> bool:
+        """Awaitable twin of `reset`."""
+        return self.reset(key)
+
+    async def aclear(self) -> None:
+        """Awaitable twin of `clear`."""
+        self.clear()
+
+    async def acleanup_expired(self) -> int:
+        """Awaitable twin of `cleanup_expired`."""
+        return self.cleanup_expired()
+
+    # -- waiting for admission --------------------------------------------
+
+    async def acquire(
+        self, key: str, cost: int = 1, timeout: float | None = None
+    ) -> bool:
+        """Waits until a hit of ``cost`` on ``key`` is admitted, and spends it.
+
+        Sleeps exactly the decision's ``retry_after`` between tries, so it
+        wakes when the hit can pass. Cancelling it spends nothing.
+
+        Args:
+            key: The key to spend on.
+            cost: Units to spend.
+            timeout: Seconds to wait at most; None waits as long as needed.
+
+        Returns:
+            True once admitted; False at once if admission would come later
+            than ``timeout``.
+        """
+        limit = _timeout(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        while True:
+            decision = self.decide(key, cost)
+            if decision.allowed:
+                return True
+            delay = decision.retry_after
+            if deadline is not None and loop.time() + delay > deadline:
+                return False
+            await asyncio.sleep(delay)
+
+    def wait(self, key: str, cost: int = 1, timeout: float | None = None) -> bool:
+        """Blocking twin of `acquire`: sleeps (without the GIL) until admitted.
+
+        Returns:
+            True once admitted; False at once if admission would come later
+            than ``timeout``.
+        """
+        limit = _timeout(timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            decision = self.decide(key, cost)
+            if decision.allowed:
+                return True
+            delay = decision.retry_after
+            if deadline is not None and time.monotonic() + delay > deadline:
+                return False
+            time.sleep(delay)
+
+    # -- decorator ----------------------------------------------------------
+
+    def limit(
+        self, key: str | Callable[..., str], *, cost: int = 1
+    ) -> Callable[[F], F]:
+        """Decorator: rate-limits a function under ``key``.
+
+        See `rust_py_rate_limit.decorators.rate_limit`.
+        """
+        from rust_py_rate_limit.decorators import rate_limit
+
+        return rate_limit(self, key, cost=cost)

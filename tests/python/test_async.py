@@ -1,0 +1,259 @@
+"""The awaitable twins, acquire() and wait()."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+import warnings
+from typing import Any
+
+import pytest
+import uvloop
+
+from rust_py_rate_limit import ManualClock, RateLimiter
+
+TWINS: list[tuple[str, tuple[Any, ...]]] = [
+    ("allow", ("k",)),
+    ("allow", ("k", 2)),
+    ("check", ("k",)),
+    ("check", ("k", 3)),
+    ("decide", ("k",)),
+    ("remaining", ("k",)),
+    ("peek", ("k",)),
+    ("reset", ("k",)),
+    ("reset", ("missing",)),
+    ("cleanup_expired", ()),
+    ("clear", ()),
+]
+
+
+def twin_results(clock: ManualClock) -> tuple[list[Any], list[Any]]:
+    sync = RateLimiter(5, 60, clock=clock)
+    asyn = RateLimiter(5, 60, clock=clock)
+
+    async def run_async() -> list[Any]:
+        out = []
+        for name, args in TWINS:
+            out.append(await getattr(asyn, "a" + name)(*args))
+        return out
+
+    expected = [getattr(sync, name)(*args) for name, args in TWINS]
+    return expected, asyncio.run(run_async())
+
+
+def test_every_awaitable_twin_returns_what_its_sync_twin_returns(
+    clock: ManualClock,
+) -> None:
+    expected, got = twin_results(clock)
+    assert got == expected
+    assert got[2] == {
+        "allowed": True,
+        "limit": 5,
+        "remaining": 1,
+        "reset_after_seconds": 60,
+        "retry_after_seconds": 0,
+    }
+
+
+@pytest.mark.parametrize("runner", ["asyncio", "uvloop"])
+def test_awaitables_under_each_loop(runner: str) -> None:
+    limiter = RateLimiter(2, 60)
+
+    async def main() -> list[bool]:
+        return [await limiter.aallow("k") for _ in range(3)]
+
+    result = uvloop.run(main()) if runner == "uvloop" else asyncio.run(main())
+    assert result == [True, True, False]
+
+
+def test_awaitables_complete_without_suspending() -> None:
+    limiter = RateLimiter(2, 60)
+    coro = limiter.acheck("k")
+    with pytest.raises(StopIteration) as done:
+        coro.send(None)
+    assert done.value.value["remaining"] == 1
+
+
+def test_gather_and_tasks_accept_them() -> None:
+    limiter = RateLimiter(3, 60)
+
+    async def main() -> list[bool]:
+        task = asyncio.create_task(limiter.aallow("k"))
+        rest = await asyncio.gather(*(limiter.aallow("k") for _ in range(3)))
+        return [await task, *rest]
+
+    assert sorted(asyncio.run(main())) == [False, True, True, True]
+
+
+def test_two_loops_in_two_threads_share_one_limiter() -> None:
+    limiter = RateLimiter(1_000, 60)
+    results: list[int] = []
+
+    async def spend() -> int:
+        return sum([await limiter.aallow("shared") for _ in range(600)])
+
+    def body() -> None:
+        results.append(asyncio.run(spend()))
+
+    threads = [threading.Thread(target=body) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(results) == 1_000
+
+
+def test_asyncio_run_a_thousand_times() -> None:
+    limiter = RateLimiter(10_000, 60)
+    for _ in range(1_000):
+        assert asyncio.run(limiter.aallow("k")) is True
+    assert limiter.remaining("k") == 9_000
+
+
+def test_bad_arguments_raise_when_awaited() -> None:
+    limiter = RateLimiter(2, 60)
+    with pytest.raises(TypeError, match="key"):
+        asyncio.run(limiter.aallow(1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cost"):
+        asyncio.run(limiter.acheck("k", 3))
+
+
+# -- acquire / wait -----------------------------------------------------------
+
+
+def test_acquire_admits_at_once_when_free() -> None:
+    limiter = RateLimiter(1, 60)
+    assert asyncio.run(limiter.acquire("k")) is True
+    assert limiter.remaining("k") == 0
+
+
+def test_acquire_waits_for_a_manual_clock() -> None:
+    clock = ManualClock()
+    limiter = RateLimiter(1, 1, clock=clock)
+    limiter.allow("k")
+
+    async def main() -> bool:
+        task = asyncio.create_task(limiter.acquire("k"))
+        await asyncio.sleep(0.05)
+        assert not task.done(), "admitted before the clock moved"
+        clock.advance(1)
+        return await asyncio.wait_for(task, 5)
+
+    assert asyncio.run(main()) is True
+    assert limiter.remaining("k") == 0
+
+
+def test_acquire_waits_the_real_retry_after() -> None:
+    # About real time: a 100/s token bucket refills one token in 10 ms.
+    limiter = RateLimiter(100, 1, algorithm="token_bucket", burst=1)
+    limiter.allow("k")
+
+    async def main() -> float:
+        start = time.monotonic()
+        assert await limiter.acquire("k", timeout=5) is True
+        return time.monotonic() - start
+
+    waited = asyncio.run(main())
+    assert waited >= 0.009
+
+
+def test_acquire_returns_false_at_once_past_the_timeout() -> None:
+    limiter = RateLimiter(1, 60)
+    limiter.allow("k")
+
+    async def main() -> tuple[bool, float]:
+        start = time.monotonic()
+        result = await limiter.acquire("k", timeout=1)
+        return result, time.monotonic() - start
+
+    result, waited = asyncio.run(main())
+    assert result is False
+    assert waited < 0.5
+    assert limiter.stats()["allowed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [(-1, ValueError), (float("nan"), ValueError), ("1", TypeError), (True, TypeError)],
+)
+def test_bad_timeout(timeout: object, error: type) -> None:
+    limiter = RateLimiter(1, 60)
+    with pytest.raises(error, match="timeout"):
+        asyncio.run(limiter.acquire("k", timeout=timeout))  # type: ignore[arg-type]
+    with pytest.raises(error, match="timeout"):
+        limiter.wait("k", timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_cancelled_acquire_leaves_nothing_behind() -> None:
+    limiter = RateLimiter(1, 3600)
+    limiter.allow("k")
+
+    async def main() -> int:
+        task = asyncio.create_task(limiter.acquire("k"))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return len(asyncio.all_tasks())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert asyncio.run(main()) == 1  # only main() itself
+        gc.collect()
+    assert limiter.stats() == {
+        "allowed": 1,
+        "blocked": 1,
+        "total_checks": 2,
+        "active_keys": 1,
+    }
+
+
+def test_wait_blocks_until_admitted_without_holding_the_gil() -> None:
+    limiter = RateLimiter(100, 1, algorithm="gcra", burst=1)
+    limiter.allow("k")
+    ticks: list[int] = []
+    stop = threading.Event()
+
+    def ticker() -> None:
+        while not stop.is_set():
+            ticks.append(1)
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    try:
+        assert limiter.wait("k", timeout=5) is True
+    finally:
+        stop.set()
+        thread.join()
+    assert ticks, "another thread ran while wait() slept"
+
+
+def test_wait_timeout_returns_false_at_once() -> None:
+    limiter = RateLimiter(1, 60)
+    limiter.allow("k")
+    start = time.monotonic()
+    assert limiter.wait("k", timeout=0.5) is False
+    assert time.monotonic() - start < 0.4
+
+
+def test_async_decorator_uses_the_awaitable_path() -> None:
+    calls: list[str] = []
+
+    class Spy(RateLimiter):
+        __slots__ = ()
+
+        async def adecide(self, key: str, cost: int = 1) -> Any:
+            calls.append(key)
+            return await super().adecide(key, cost)
+
+    limiter = Spy(1, 60)
+
+    @limiter.limit("job")
+    async def job() -> int:
+        return 1
+
+    assert asyncio.run(job()) == 1
+    assert calls == ["job"]
