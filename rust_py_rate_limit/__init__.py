@@ -7,10 +7,21 @@ Example:
     (True, True, False)
 """
 
-from rust_py_rate_limit._native import Decision, ManualClock, __version__
+import os as _os
+
+from rust_py_rate_limit._native import (
+    Decision,
+    ManualClock,
+    __version__,
+    _after_fork_in_child,
+)
 from rust_py_rate_limit.decorators import rate_limit
 from rust_py_rate_limit.exceptions import RateLimitExceeded
 from rust_py_rate_limit.limiter import RateLimiter
+
+# A forked child (gunicorn --preload, multiprocessing) starts its own janitors.
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
 
 __all__ = [
     "Decision",

@@ -1,15 +1,29 @@
 """Type stubs of the compiled module ``rust_py_rate_limit._native``."""
 
 from collections.abc import Sequence
-from typing import Final, Literal, final
+from typing import Final, Literal, TypedDict, final
 
 from typing_extensions import disjoint_base
 
 from rust_py_rate_limit.types import AlgorithmName, CheckResult, Stats
 
-__all__ = ["Decision", "ManualClock", "RateLimiterCore", "__version__"]
+__all__ = [
+    "Decision",
+    "ManualClock",
+    "RateLimiterCore",
+    "__version__",
+    "_after_fork_in_child",
+    "_runtime_info",
+]
 
 __version__: Final[str]
+
+class _RuntimeInfo(TypedDict):
+    alive_tasks: int
+    generation: int | None
+
+def _after_fork_in_child() -> None: ...
+def _runtime_info() -> _RuntimeInfo: ...
 
 @final
 class ManualClock:
@@ -59,6 +73,9 @@ class RateLimiterCore:
         algorithm: AlgorithmName = "fixed",
         burst: int | None = None,
         clock: ManualClock | None = None,
+        max_keys: int | None = None,
+        on_full: Literal["deny", "allow"] = "deny",
+        cleanup_interval: float | None = None,
     ) -> RateLimiterCore: ...
     def allow(self, key: str, cost: int = 1) -> bool: ...
     def check(self, key: str, cost: int = 1) -> CheckResult: ...
@@ -69,6 +86,14 @@ class RateLimiterCore:
     def clear(self) -> None: ...
     def cleanup_expired(self) -> int: ...
     def stats(self) -> Stats: ...
+    def start_cleanup(self, interval: float) -> None: ...
+    def stop_cleanup(self) -> None: ...
+    @property
+    def cleanup_running(self) -> bool: ...
+    @property
+    def cleanup_interval(self) -> float | None: ...
+    @property
+    def max_keys(self) -> int | None: ...
     @property
     def max_requests(self) -> int: ...
     @property

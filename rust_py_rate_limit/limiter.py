@@ -13,10 +13,13 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rust_py_rate_limit._native import Decision, RateLimiterCore
 from rust_py_rate_limit.types import CheckResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["RateLimiter"]
 
@@ -50,6 +53,12 @@ class RateLimiter(RateLimiterCore):
             ``"token_bucket"`` or ``"gcra"``.
         burst: Bucket capacity for ``token_bucket`` and ``gcra``.
         clock: A `ManualClock` for tests; the monotonic clock by default.
+        max_keys: At most this many keys are stored (default: unbounded).
+        on_full: When ``max_keys`` keys are stored and none has expired, a
+            new key is refused (``"deny"``, the default) or admitted without
+            being tracked (``"allow"``).
+        cleanup_interval: Seconds between background sweeps of expired keys
+            (default: no background sweeps).
 
     Example:
         >>> limiter = RateLimiter(limit=2, window_seconds=60)
@@ -58,6 +67,20 @@ class RateLimiter(RateLimiterCore):
     """
 
     __slots__ = ()
+
+    # -- context managers: leaving stops the janitor ----------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_cleanup()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop_cleanup()
 
     # -- awaitable twins --------------------------------------------------
 

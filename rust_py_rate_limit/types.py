@@ -47,9 +47,18 @@ class Stats(TypedDict):
         blocked: Hits refused.
         total_checks: ``allowed + blocked``.
         active_keys: Keys currently holding state.
+        rejected_full: New keys refused (or admitted untracked) because
+            ``max_keys`` keys were stored.
+        expired_removed: Expired keys removed by sweeps so far (the janitor,
+            ``cleanup_expired()``, or making room under ``max_keys``).
+        cleanup_runs: Sweeps completed (janitor runs and
+            ``cleanup_expired()`` calls).
     """
 
     allowed: int
     blocked: int
     total_checks: int
     active_keys: int
+    rejected_full: int
+    expired_removed: int
+    cleanup_runs: int

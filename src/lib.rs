@@ -8,8 +8,11 @@
 pub mod algorithm;
 pub mod clock;
 mod error;
+pub mod fork;
+pub mod janitor;
 pub mod limiter;
 pub mod rate;
+pub mod runtime;
 pub mod store;
 
 #[cfg(feature = "python")]
@@ -20,4 +23,4 @@ pub use clock::{AnyClock, Clock, ManualClock, MonotonicClock, Nanos};
 pub use error::{Error, Result};
 pub use limiter::{memory_limiter, AlgorithmKind, Limiter, Spec};
 pub use rate::{parse_rates, Quota};
-pub use store::{MemoryStore, Stats};
+pub use store::{MemoryStore, OnFull, Stats, SweepCursor};

@@ -1,13 +1,15 @@
 //! Choosing an algorithm and building a limiter from a spec: the one place
 //! that turns names and rates into a concrete store behind a trait object.
 
+use std::sync::Arc;
+
 use crate::algorithm::{
     Algorithm, Compound, Decision, FixedWindow, Gcra, SlidingLog, SlidingWindow,
 };
 use crate::clock::AnyClock;
 use crate::error::{Error, Result};
 use crate::rate::Quota;
-use crate::store::{MemoryStore, Stats};
+use crate::store::{MemoryStore, OnFull, Stats, SweepCursor, SweepStep};
 
 /// The algorithms a user can select, by canonical name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,10 @@ pub struct Spec {
     pub quotas: Vec<Quota>,
     /// Bucket capacity for token_bucket / gcra; defaults to the limit.
     pub burst: Option<u64>,
+    /// At most this many keys (None: unbounded).
+    pub max_keys: Option<usize>,
+    /// What to do with a new key when `max_keys` are stored.
+    pub on_full: OnFull,
 }
 
 impl Spec {
@@ -97,7 +103,22 @@ impl Spec {
             kind,
             quotas,
             burst,
+            max_keys: None,
+            on_full: OnFull::Deny,
         })
+    }
+
+    /// Bounds the number of stored keys.
+    pub fn with_max_keys(mut self, max_keys: Option<usize>, on_full: OnFull) -> Result<Self> {
+        if max_keys == Some(0) {
+            return Err(Error::invalid(
+                "max_keys",
+                "must be a positive integer or None, got 0",
+            ));
+        }
+        self.max_keys = max_keys;
+        self.on_full = on_full;
+        Ok(self)
     }
 }
 
@@ -117,6 +138,11 @@ pub trait Limiter: Send + Sync {
     fn stats(&self) -> Stats;
     /// The algorithm's canonical name.
     fn algorithm(&self) -> &'static str;
+    /// One short step of a sweep of expired keys (see
+    /// [`MemoryStore::sweep_chunk`]).
+    fn sweep_chunk(&self, cursor: &mut SweepCursor, budget: usize) -> SweepStep;
+    /// Counts a finished sweep.
+    fn record_sweep(&self, removed: usize);
 }
 
 impl<A: Algorithm> Limiter for MemoryStore<A> {
@@ -142,35 +168,49 @@ impl<A: Algorithm> Limiter for MemoryStore<A> {
     fn algorithm(&self) -> &'static str {
         self.algorithm().name()
     }
+    fn sweep_chunk(&self, cursor: &mut SweepCursor, budget: usize) -> SweepStep {
+        MemoryStore::sweep_chunk(self, cursor, budget)
+    }
+    fn record_sweep(&self, removed: usize) {
+        MemoryStore::record_sweep(self, removed)
+    }
 }
 
-fn store<A: Algorithm>(parts: Vec<A>, clock: AnyClock) -> Box<dyn Limiter> {
+fn store<A: Algorithm>(parts: Vec<A>, clock: AnyClock, spec: &Spec) -> Arc<dyn Limiter> {
+    let (max, on_full) = (spec.max_keys, spec.on_full);
     if parts.len() == 1 {
         let single = parts.into_iter().next().expect("one part");
-        Box::new(MemoryStore::new(single, clock))
+        Arc::new(MemoryStore::bounded(single, clock, max, on_full))
     } else {
-        Box::new(MemoryStore::new(Compound::new(parts), clock))
+        Arc::new(MemoryStore::bounded(
+            Compound::new(parts),
+            clock,
+            max,
+            on_full,
+        ))
     }
 }
 
 /// An in-memory limiter for `spec`, reading `clock`.
-pub fn memory_limiter(spec: &Spec, clock: AnyClock) -> Box<dyn Limiter> {
+pub fn memory_limiter(spec: &Spec, clock: AnyClock) -> Arc<dyn Limiter> {
     let quotas = spec.quotas.iter().copied();
     match spec.kind {
-        AlgorithmKind::Fixed => store(quotas.map(FixedWindow::new).collect(), clock),
-        AlgorithmKind::Sliding => store(quotas.map(SlidingWindow::new).collect(), clock),
-        AlgorithmKind::SlidingLog => store(quotas.map(SlidingLog::new).collect(), clock),
+        AlgorithmKind::Fixed => store(quotas.map(FixedWindow::new).collect(), clock, spec),
+        AlgorithmKind::Sliding => store(quotas.map(SlidingWindow::new).collect(), clock, spec),
+        AlgorithmKind::SlidingLog => store(quotas.map(SlidingLog::new).collect(), clock, spec),
         AlgorithmKind::TokenBucket => store(
             quotas
                 .map(|q| Gcra::token_bucket(q, spec.burst.unwrap_or(q.limit())))
                 .collect(),
             clock,
+            spec,
         ),
         AlgorithmKind::Gcra => store(
             quotas
                 .map(|q| Gcra::new(q, spec.burst.unwrap_or(q.limit())))
                 .collect(),
             clock,
+            spec,
         ),
     }
 }

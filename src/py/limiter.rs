@@ -1,17 +1,22 @@
 //! `RateLimiter`: the Python face of a limiter.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use super::args::{key_bytes, positive_int};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use super::args::{key_bytes, positive_int, seconds_to_nanos};
 use super::clock::PyManualClock;
 use super::decision::{check_dict, PyDecision};
 use crate::algorithm::Decision;
 use crate::clock::{AnyClock, NANOS_PER_SEC};
+use crate::janitor::Janitor;
 use crate::limiter::{memory_limiter, AlgorithmKind, Limiter, Spec};
 use crate::rate::{parse_rates, Quota};
+use crate::store::OnFull;
 
 /// The native half of `rust_py_rate_limit.RateLimiter`: every decision and
 /// all state. The Python subclass adds the awaitable twins, the decorator and
@@ -23,8 +28,9 @@ use crate::rate::{parse_rates, Quota};
     name = "RateLimiterCore"
 )]
 pub struct PyRateLimiter {
-    inner: Box<dyn Limiter>,
+    inner: Arc<dyn Limiter>,
     spec: Spec,
+    janitor: Mutex<Option<Janitor>>,
 }
 
 impl PyRateLimiter {
@@ -45,6 +51,25 @@ impl PyRateLimiter {
 
     fn first(&self) -> &Quota {
         &self.spec.quotas[0]
+    }
+
+    fn janitor(&self) -> std::sync::MutexGuard<'_, Option<Janitor>> {
+        self.janitor.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn start_janitor(&self, interval: &Bound<'_, PyAny>) -> PyResult<()> {
+        let nanos = seconds_to_nanos(interval, "interval")?;
+        if nanos == 0 {
+            return Err(PyValueError::new_err(
+                "interval must be a positive number of seconds",
+            ));
+        }
+        let store: Weak<dyn Limiter> = Arc::downgrade(&self.inner);
+        let janitor = Janitor::start(store, Duration::from_nanos(nanos))
+            .map_err(|e| PyRuntimeError::new_err(format!("could not start the janitor: {e}")))?;
+        // Replacing a running janitor stops it.
+        *self.janitor() = Some(janitor);
+        Ok(())
     }
 }
 
@@ -90,6 +115,18 @@ fn clock_from(clock: Option<&Bound<'_, PyAny>>) -> PyResult<AnyClock> {
     }
 }
 
+/// The same error with the argument named as the caller spelled it.
+fn rename(err: PyErr, from: &str, to: &str) -> PyErr {
+    Python::attach(|py| {
+        let message = err.value(py).to_string().replacen(from, to, 1);
+        if err.is_instance_of::<PyTypeError>(py) {
+            PyTypeError::new_err(message)
+        } else {
+            PyValueError::new_err(message)
+        }
+    })
+}
+
 fn none_if_absent<'a, 'py>(obj: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyAny>> {
     obj.filter(|o| !o.is_none())
 }
@@ -105,7 +142,11 @@ impl PyRateLimiter {
         algorithm = None,
         burst = None,
         clock = None,
-    ), text_signature = "(limit=None, window_seconds=None, *, rate=None, algorithm='fixed', burst=None, clock=None)")]
+        max_keys = None,
+        on_full = None,
+        cleanup_interval = None,
+    ), text_signature = "(limit=None, window_seconds=None, *, rate=None, algorithm='fixed', burst=None, clock=None, max_keys=None, on_full='deny', cleanup_interval=None)")]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         limit: Option<&Bound<'_, PyAny>>,
         window_seconds: Option<&Bound<'_, PyAny>>,
@@ -113,6 +154,9 @@ impl PyRateLimiter {
         algorithm: Option<&Bound<'_, PyAny>>,
         burst: Option<&Bound<'_, PyAny>>,
         clock: Option<&Bound<'_, PyAny>>,
+        max_keys: Option<&Bound<'_, PyAny>>,
+        on_full: Option<&Bound<'_, PyAny>>,
+        cleanup_interval: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let (limit, window_seconds, rate) = (
             none_if_absent(limit),
@@ -161,9 +205,42 @@ impl PyRateLimiter {
         let burst = none_if_absent(burst)
             .map(|b| positive_int(b, "burst"))
             .transpose()?;
-        let spec = Spec::new(kind, quotas, burst)?;
+        let max_keys = none_if_absent(max_keys)
+            .map(|m| positive_int(m, "max_keys"))
+            .transpose()?
+            .map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+        let on_full = match none_if_absent(on_full) {
+            None => OnFull::Deny,
+            Some(obj) => match obj
+                .cast::<PyString>()
+                .ok()
+                .map(|s| s.to_cow())
+                .transpose()?
+                .as_deref()
+            {
+                Some("deny") => OnFull::Deny,
+                Some("allow") => OnFull::Allow,
+                _ => {
+                    return Err(PyValueError::new_err(format!(
+                        "on_full must be 'deny' or 'allow', got {}",
+                        obj.repr()?
+                    )))
+                }
+            },
+        };
+        let spec = Spec::new(kind, quotas, burst)?.with_max_keys(max_keys, on_full)?;
         let inner = memory_limiter(&spec, clock_from(clock)?);
-        Ok(Self { inner, spec })
+        let limiter = Self {
+            inner,
+            spec,
+            janitor: Mutex::new(None),
+        };
+        if let Some(interval) = none_if_absent(cleanup_interval) {
+            limiter
+                .start_janitor(interval)
+                .map_err(|e| rename(e, "interval", "cleanup_interval"))?;
+        }
+        Ok(limiter)
     }
 
     /// Spends `cost` on `key` if the limit allows it; returns whether it did.
@@ -226,7 +303,40 @@ impl PyRateLimiter {
         dict.set_item(intern!(py, "blocked"), s.blocked)?;
         dict.set_item(intern!(py, "total_checks"), s.total_checks())?;
         dict.set_item(intern!(py, "active_keys"), s.active_keys)?;
+        dict.set_item(intern!(py, "rejected_full"), s.rejected_full)?;
+        dict.set_item(intern!(py, "expired_removed"), s.expired_removed)?;
+        dict.set_item(intern!(py, "cleanup_runs"), s.cleanup_runs)?;
         Ok(dict)
+    }
+
+    /// Starts (or restarts) the background janitor: every `interval`
+    /// seconds it removes expired keys, without the GIL.
+    fn start_cleanup(&self, interval: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.start_janitor(interval)
+    }
+
+    /// Stops the background janitor, if one runs.
+    fn stop_cleanup(&self) {
+        let janitor = self.janitor().take();
+        drop(janitor);
+    }
+
+    /// Whether the background janitor is running.
+    #[getter]
+    fn cleanup_running(&self) -> bool {
+        self.janitor().as_ref().is_some_and(Janitor::is_running)
+    }
+
+    /// The janitor's interval in seconds, or None.
+    #[getter]
+    fn cleanup_interval(&self) -> Option<f64> {
+        self.janitor().as_ref().map(|j| j.interval().as_secs_f64())
+    }
+
+    /// The key bound, or None when unbounded.
+    #[getter]
+    fn max_keys(&self) -> Option<usize> {
+        self.spec.max_keys
     }
 
     /// The limit per window (of the first limit, for a compound rate).

@@ -17,6 +17,24 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::PyRateLimiter>()?;
     m.add_class::<clock::PyManualClock>()?;
     m.add_class::<decision::PyDecision>()?;
+    m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(_runtime_info, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
+}
+
+/// Called by `os.register_at_fork(after_in_child=...)`: starts this
+/// process's own janitors (the parent's tasks do not exist here).
+#[pyfunction]
+fn _after_fork_in_child() {
+    crate::janitor::restart_after_fork();
+}
+
+/// Facts about the background runtime, for tests and diagnostics.
+#[pyfunction]
+fn _runtime_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    let info = pyo3::types::PyDict::new(py);
+    info.set_item("alive_tasks", crate::runtime::alive_tasks())?;
+    info.set_item("generation", crate::runtime::live_generation())?;
+    Ok(info)
 }

@@ -3,40 +3,92 @@
 //! The hot path (a hit on a key that exists) looks the key up by borrowed
 //! bytes, so it allocates nothing; it takes one shard lock, reads the clock
 //! under it (so time never runs backwards for one key), does the algorithm's
-//! integer arithmetic and bumps one relaxed atomic counter.
+//! integer arithmetic and bumps one relaxed atomic counter. Everything about
+//! capacity (`max_keys`) lives on the miss path.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-use super::Stats;
+use super::{OnFull, Stats, SweepCursor};
 use crate::algorithm::{Algorithm, Decision};
-use crate::clock::{AnyClock, Clock};
+use crate::clock::{AnyClock, Clock, Nanos};
 use crate::error::{Error, Result};
+use crate::fork;
 
 /// Keys are bytes: any Python `str` (lone surrogates included) maps to
 /// distinct bytes, and lookups borrow the caller's buffer.
 type Map<S> = DashMap<Box<[u8]>, S, ahash::RandomState>;
+
+/// Buckets examined per shard lock while sweeping: a few microseconds of
+/// lock hold, far under the millisecond budget.
+pub const SWEEP_CHUNK: usize = 4096;
+
+/// A sweep that removed at least this many keys returns freed memory to
+/// the operating system.
+const TRIM_AFTER: usize = 65_536;
+
+/// Returns the allocator's free memory to the operating system. glibc keeps
+/// freed heap memory (and, after a large block is freed, serves the next
+/// large one from the heap too), so without this a limiter that shrinks
+/// after a spike would not give the memory back.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only touches the allocator's own state.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Buckets examined to find an expired key when a full store gets a new key.
+const EVICT_SCAN: usize = 512;
 
 /// An [`Algorithm`] over an in-memory map of keys.
 pub struct MemoryStore<A: Algorithm> {
     algorithm: A,
     clock: AnyClock,
     map: Map<A::State>,
+    max_keys: Option<usize>,
+    on_full: OnFull,
+    /// Keys stored, kept by this store (exact when calls do not race an
+    /// insert against a removal of the same key; only read on the miss path).
+    len: AtomicUsize,
+    evict_cursor: Mutex<SweepCursor>,
     allowed: AtomicU64,
     blocked: AtomicU64,
+    rejected_full: AtomicU64,
+    expired_removed: AtomicU64,
+    cleanup_runs: AtomicU64,
 }
 
 impl<A: Algorithm> MemoryStore<A> {
-    /// An empty store deciding with `algorithm` on `clock`'s time.
+    /// An empty, unbounded store deciding with `algorithm` on `clock`'s time.
     pub fn new(algorithm: A, clock: AnyClock) -> Self {
+        Self::bounded(algorithm, clock, None, OnFull::Deny)
+    }
+
+    /// An empty store holding at most `max_keys` keys (None: unbounded).
+    pub fn bounded(
+        algorithm: A,
+        clock: AnyClock,
+        max_keys: Option<usize>,
+        on_full: OnFull,
+    ) -> Self {
         Self {
             algorithm,
             clock,
             map: DashMap::with_hasher(ahash::RandomState::new()),
+            max_keys,
+            on_full,
+            len: AtomicUsize::new(0),
+            evict_cursor: Mutex::new(SweepCursor::default()),
             allowed: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
+            rejected_full: AtomicU64::new(0),
+            expired_removed: AtomicU64::new(0),
+            cleanup_runs: AtomicU64::new(0),
         }
     }
 
@@ -84,6 +136,11 @@ impl<A: Algorithm> MemoryStore<A> {
     #[cold]
     #[inline(never)]
     fn hit_new(&self, key: &[u8], cost: u64) -> Decision {
+        if let Some(max) = self.max_keys {
+            if self.len.load(Relaxed) >= max && !self.make_room() {
+                return self.full(cost);
+            }
+        }
         match self.map.entry(key.into()) {
             Entry::Occupied(mut entry) => {
                 self.algorithm
@@ -96,9 +153,52 @@ impl<A: Algorithm> MemoryStore<A> {
                 // A fresh state admits any valid cost; store only what spent.
                 if decision.allowed {
                     entry.insert(state);
+                    self.len.fetch_add(1, Relaxed);
                 }
                 decision
             }
+        }
+    }
+
+    /// Tries to free a slot by removing expired keys, resuming a scan where
+    /// the last one stopped. Live keys are never evicted: dropping one would
+    /// hand its owner (or an attacker) a fresh allowance.
+    fn make_room(&self) -> bool {
+        let Ok(mut cursor) = self.evict_cursor.try_lock() else {
+            return false;
+        };
+        let mut budget = 2 * EVICT_SCAN;
+        while budget > 0 {
+            let step = self.sweep_chunk(&mut cursor, EVICT_SCAN);
+            budget = budget.saturating_sub(EVICT_SCAN);
+            if step.removed > 0 {
+                self.expired_removed.fetch_add(step.removed as u64, Relaxed);
+                return true;
+            }
+            if step.done {
+                *cursor = SweepCursor::default();
+            }
+        }
+        false
+    }
+
+    /// The documented answer for a new key when the store is full.
+    fn full(&self, cost: u64) -> Decision {
+        self.rejected_full.fetch_add(1, Relaxed);
+        let now = self.clock.now();
+        let fresh = self.algorithm.fresh(now);
+        match self.on_full {
+            // Admitted as if new, but not tracked.
+            OnFull::Allow => self.algorithm.decide(&fresh, now, cost),
+            // Refused; a retry can only succeed once some key expires, which
+            // takes at most a window.
+            OnFull::Deny => Decision {
+                allowed: false,
+                remaining: 0,
+                reset_after: self.algorithm.window(),
+                retry_after: self.algorithm.window(),
+                ..self.algorithm.peek(&fresh, now)
+            },
         }
     }
 
@@ -115,23 +215,101 @@ impl<A: Algorithm> MemoryStore<A> {
 
     /// Drops `key`'s state. Returns whether it had any.
     pub fn reset(&self, key: &[u8]) -> bool {
-        self.map.remove(key).is_some()
+        let removed = self.map.remove(key).is_some();
+        if removed {
+            self.len.fetch_sub(1, Relaxed);
+        }
+        removed
     }
 
     /// Drops every key's state. Counters are kept.
     pub fn clear(&self) {
+        let _pass = fork::enter();
         self.map.clear();
+        self.len.store(self.map.len(), Relaxed);
     }
 
-    /// Removes every key whose state has expired. Returns how many went.
-    pub fn cleanup_expired(&self) -> usize {
+    /// Examines up to `budget` buckets from `cursor` under one shard lock,
+    /// removing expired keys, and advances the cursor.
+    pub fn sweep_chunk(&self, cursor: &mut SweepCursor, budget: usize) -> SweepStep {
+        let _pass = fork::enter();
+        let shards = self.map.shards();
+        let Some(shard) = shards.get(cursor.shard) else {
+            return SweepStep {
+                removed: 0,
+                done: true,
+            };
+        };
         let now = self.clock.now();
+        let mut table = shard.write();
+        let buckets = table.buckets();
+        if cursor.buckets != buckets {
+            // The table was resized (or this is a new shard): start it over.
+            cursor.buckets = buckets;
+            cursor.bucket = 0;
+        }
+        let end = cursor.bucket.saturating_add(budget).min(buckets);
         let mut removed = 0;
-        self.map.retain(|_, state| {
-            let expired = self.algorithm.is_expired(state, now);
-            removed += usize::from(expired);
-            !expired
-        });
+        for index in cursor.bucket..end {
+            // SAFETY: `index < buckets()` of a table we hold the write lock
+            // of; a full bucket holds an initialised entry, and erasing it
+            // moves no other entry.
+            unsafe {
+                if table.is_bucket_full(index) {
+                    let bucket = table.bucket(index);
+                    if self.algorithm.is_expired(bucket.as_ref().1.get(), now) {
+                        table.erase(bucket);
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        cursor.bucket = end;
+        if end == buckets {
+            // Give memory back once a shard is (nearly) empty; rehashing so
+            // few entries keeps the lock hold short.
+            if table.len() <= budget / 8 && buckets > 64 && table.len() * 8 < buckets {
+                let hasher = self.map.hasher();
+                let len = table.len();
+                table.shrink_to(len, |(k, _)| hasher.hash_one(k));
+            }
+            cursor.shard += 1;
+            cursor.bucket = 0;
+            cursor.buckets = usize::MAX;
+        }
+        drop(table);
+        if removed > 0 {
+            self.len.fetch_sub(removed, Relaxed);
+        }
+        SweepStep {
+            removed,
+            done: cursor.shard >= shards.len(),
+        }
+    }
+
+    /// Counts a finished sweep that removed `removed` keys, and after a
+    /// large one hands the freed memory back to the operating system.
+    pub fn record_sweep(&self, removed: usize) {
+        self.expired_removed.fetch_add(removed as u64, Relaxed);
+        self.cleanup_runs.fetch_add(1, Relaxed);
+        if removed >= TRIM_AFTER {
+            release_free_memory();
+        }
+    }
+
+    /// Removes every key whose state has expired, one short lock hold at a
+    /// time. Returns how many went.
+    pub fn cleanup_expired(&self) -> usize {
+        let mut cursor = SweepCursor::default();
+        let mut removed = 0;
+        loop {
+            let step = self.sweep_chunk(&mut cursor, SWEEP_CHUNK);
+            removed += step.removed;
+            if step.done {
+                break;
+            }
+        }
+        self.record_sweep(removed);
         removed
     }
 
@@ -151,6 +329,23 @@ impl<A: Algorithm> MemoryStore<A> {
             allowed: self.allowed.load(Relaxed),
             blocked: self.blocked.load(Relaxed),
             active_keys: self.map.len() as u64,
+            rejected_full: self.rejected_full.load(Relaxed),
+            expired_removed: self.expired_removed.load(Relaxed),
+            cleanup_runs: self.cleanup_runs.load(Relaxed),
         }
     }
+
+    /// The time the store's clock reads now.
+    pub fn now(&self) -> Nanos {
+        self.clock.now()
+    }
+}
+
+/// The outcome of one [`MemoryStore::sweep_chunk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepStep {
+    /// Keys removed by this chunk.
+    pub removed: usize,
+    /// Whether the cursor has passed the last shard.
+    pub done: bool,
 }

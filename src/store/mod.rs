@@ -5,7 +5,7 @@
 
 mod memory;
 
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, SweepStep, SWEEP_CHUNK};
 
 /// Activity counters of one limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -16,11 +16,48 @@ pub struct Stats {
     pub blocked: u64,
     /// Keys currently holding state.
     pub active_keys: u64,
+    /// New keys turned away (or admitted untracked) because the store was
+    /// full.
+    pub rejected_full: u64,
+    /// Expired keys removed by sweeps (the janitor, `cleanup_expired`, or
+    /// making room under `max_keys`).
+    pub expired_removed: u64,
+    /// Sweeps completed (janitor runs and `cleanup_expired` calls).
+    pub cleanup_runs: u64,
 }
 
 impl Stats {
     /// Every hit decided: `allowed + blocked`.
     pub fn total_checks(&self) -> u64 {
         self.allowed + self.blocked
+    }
+}
+
+/// What a store that is full (`max_keys`) does with a hit on a new key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFull {
+    /// Refuse it (counted as blocked).
+    #[default]
+    Deny,
+    /// Admit it as a new key would be, without tracking it.
+    Allow,
+}
+
+/// Where a sweep stopped: a shard and a bucket within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepCursor {
+    pub(crate) shard: usize,
+    pub(crate) bucket: usize,
+    /// The shard's bucket count when the cursor last looked at it.
+    pub(crate) buckets: usize,
+}
+
+impl Default for SweepCursor {
+    fn default() -> Self {
+        Self {
+            shard: 0,
+            bucket: 0,
+            buckets: usize::MAX,
+        }
     }
 }

@@ -207,6 +207,9 @@ def test_cancelled_acquire_leaves_nothing_behind() -> None:
         "blocked": 1,
         "total_checks": 2,
         "active_keys": 1,
+        "rejected_full": 0,
+        "expired_removed": 0,
+        "cleanup_runs": 0,
     }
 
 

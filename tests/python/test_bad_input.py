@@ -80,6 +80,9 @@ def test_cost_below_one_is_value_error(method: str, cost: int) -> None:
         "blocked": 0,
         "total_checks": 0,
         "active_keys": 0,
+        "rejected_full": 0,
+        "expired_removed": 0,
+        "cleanup_runs": 0,
     }
 
 

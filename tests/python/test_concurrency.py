@@ -53,6 +53,9 @@ def test_eight_threads_on_one_key_admit_exactly_the_limit(round_: int) -> None:
         "blocked": 30_000,
         "total_checks": 40_000,
         "active_keys": 1,
+        "rejected_full": 0,
+        "expired_removed": 0,
+        "cleanup_runs": 0,
     }
 
 

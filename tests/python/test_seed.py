@@ -114,6 +114,9 @@ def test_stats_counts() -> None:
         "blocked": 3,
         "total_checks": 6,
         "active_keys": 2,
+        "rejected_full": 0,
+        "expired_removed": 0,
+        "cleanup_runs": 0,
     }
 
 

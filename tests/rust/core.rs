@@ -5,7 +5,9 @@ use std::thread;
 
 use proptest::prelude::*;
 use rust_py_rate_limit::clock::NANOS_PER_SEC as S;
-use rust_py_rate_limit::{AnyClock, Clock, Error, FixedWindow, ManualClock, MemoryStore, Quota};
+use rust_py_rate_limit::{
+    AnyClock, Clock, Error, FixedWindow, ManualClock, MemoryStore, OnFull, Quota, SweepCursor,
+};
 
 fn store(limit: u64, window_secs: u64) -> (MemoryStore<FixedWindow>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new());
@@ -215,4 +217,101 @@ proptest! {
             prop_assert!(spent_in_window <= limit);
         }
     }
+}
+
+fn bounded(
+    limit: u64,
+    window_secs: u64,
+    max: usize,
+    on_full: OnFull,
+) -> (MemoryStore<FixedWindow>, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new());
+    let quota = Quota::per_seconds(limit, window_secs).unwrap();
+    let store = MemoryStore::bounded(
+        FixedWindow::new(quota),
+        AnyClock::Manual(clock.clone()),
+        Some(max),
+        on_full,
+    );
+    (store, clock)
+}
+
+#[test]
+fn chunked_sweep_removes_every_expired_key_a_chunk_at_a_time() {
+    let (s, clock) = store(1, 10);
+    for i in 0..50_000u32 {
+        s.hit(&i.to_le_bytes(), 1).unwrap();
+    }
+    clock.advance(5 * S);
+    for i in 50_000..60_000u32 {
+        s.hit(&i.to_le_bytes(), 1).unwrap();
+    }
+    clock.advance(5 * S);
+    let mut cursor = SweepCursor::default();
+    let (mut removed, mut chunks) = (0, 0);
+    loop {
+        let step = s.sweep_chunk(&mut cursor, 256);
+        removed += step.removed;
+        chunks += 1;
+        assert!(step.removed <= 256);
+        if step.done {
+            break;
+        }
+    }
+    assert_eq!(removed, 50_000);
+    assert!(
+        chunks > 60_000 / 256,
+        "swept in many short steps, got {chunks}"
+    );
+    assert_eq!(s.len(), 10_000);
+    assert!(
+        !s.hit(&55_000u32.to_le_bytes(), 1).unwrap().allowed,
+        "live keys kept their counts"
+    );
+    clock.advance(5 * S);
+    assert_eq!(s.cleanup_expired(), 10_000);
+    assert!(s.is_empty());
+    let st = s.stats();
+    assert_eq!((st.cleanup_runs, st.expired_removed), (1, 10_000));
+}
+
+#[test]
+fn a_full_store_denies_new_keys_and_never_evicts_live_ones() {
+    let (s, clock) = bounded(2, 60, 3, OnFull::Deny);
+    for key in [b"a", b"b", b"c"] {
+        assert!(s.hit(key, 2).unwrap().allowed);
+    }
+    // A flood of new keys: all refused, the limited keys untouched.
+    for i in 0..1_000u32 {
+        let d = s.hit(&i.to_le_bytes(), 1).unwrap();
+        assert!(!d.allowed);
+        assert!(d.retry_after > 0);
+    }
+    assert_eq!(s.stats().rejected_full, 1_000);
+    assert_eq!(s.len(), 3);
+    assert!(
+        !s.hit(b"a", 1).unwrap().allowed,
+        "a limited key stays limited"
+    );
+    // Once keys expire, new keys take their place.
+    clock.advance(60 * S);
+    assert!(s.hit(b"new", 1).unwrap().allowed);
+    assert!(s.len() <= 3);
+    assert!(s.stats().expired_removed >= 1);
+}
+
+#[test]
+fn a_full_store_can_admit_new_keys_untracked() {
+    let (s, _) = bounded(2, 60, 1, OnFull::Allow);
+    assert!(s.hit(b"a", 2).unwrap().allowed);
+    let d = s.hit(b"b", 1).unwrap();
+    assert!(d.allowed);
+    assert_eq!(d.remaining, 1);
+    assert!(
+        s.hit(b"b", 2).unwrap().allowed,
+        "untracked: nothing was spent"
+    );
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.stats().rejected_full, 2);
+    assert!(!s.hit(b"a", 1).unwrap().allowed);
 }

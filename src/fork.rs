@@ -1,0 +1,80 @@
+//! Fork safety for work that runs without the GIL.
+//!
+//! A forked child gets a copy of every lock in the state it was in, but only
+//! the thread that called `fork()`. A lock held by any other thread at that
+//! moment stays locked forever in the child. The janitor and GIL-free sweeps
+//! therefore hold this gate while they touch a map, and a `pthread_atfork`
+//! prepare handler closes the gate and waits for them to leave before the
+//! fork proceeds (at most one sweep chunk, well under a millisecond).
+//!
+//! The gate is plain atomics: no thread is ever parked on it, so it carries
+//! no hidden lock of its own into the child.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
+
+const FORKING: usize = 1 << (usize::BITS - 1);
+
+static GATE: AtomicUsize = AtomicUsize::new(0);
+
+/// Proof of being inside the gate; leaving it reopens the way to fork.
+pub struct Pass(());
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        GATE.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Enters the gate, waiting while a fork is in progress.
+pub fn enter() -> Pass {
+    install();
+    loop {
+        let state = GATE.load(Ordering::Acquire);
+        if state & FORKING == 0
+            && GATE
+                .compare_exchange_weak(state, state + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return Pass(());
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn install() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: the handlers are plain `extern "C"` functions that only
+        // touch an atomic.
+        unsafe {
+            libc::pthread_atfork(Some(prepare), Some(reopen), Some(reopen));
+        }
+    });
+}
+
+extern "C" fn prepare() {
+    GATE.fetch_or(FORKING, Ordering::AcqRel);
+    while GATE.load(Ordering::Acquire) & !FORKING != 0 {
+        std::thread::yield_now();
+    }
+}
+
+extern "C" fn reopen() {
+    GATE.fetch_and(!FORKING, Ordering::AcqRel);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_nest_and_release() {
+        let a = enter();
+        let b = enter();
+        assert_eq!(GATE.load(Ordering::Acquire) & !FORKING, 2);
+        drop(a);
+        drop(b);
+        assert_eq!(GATE.load(Ordering::Acquire) & !FORKING, 0);
+    }
+}
