@@ -18,6 +18,7 @@ from rust_py_rate_limit._native import (
 from rust_py_rate_limit.decorators import rate_limit
 from rust_py_rate_limit.exceptions import RateLimitExceeded
 from rust_py_rate_limit.limiter import RateLimiter
+from rust_py_rate_limit.logs import enable_logging
 
 # A forked child (gunicorn --preload, multiprocessing) starts its own janitors.
 if hasattr(_os, "register_at_fork"):
@@ -29,5 +30,6 @@ __all__ = [
     "RateLimitExceeded",
     "RateLimiter",
     "__version__",
+    "enable_logging",
     "rate_limit",
 ]

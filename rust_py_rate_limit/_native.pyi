@@ -13,6 +13,8 @@ __all__ = [
     "RateLimiterCore",
     "__version__",
     "_after_fork_in_child",
+    "_drain_logs",
+    "_install_logging",
     "_runtime_info",
 ]
 
@@ -22,8 +24,16 @@ class _RuntimeInfo(TypedDict):
     alive_tasks: int
     generation: int | None
 
+class _SweepProfile(TypedDict):
+    removed: int
+    chunks: int
+    total_seconds: float
+    longest_chunk_seconds: float
+
 def _after_fork_in_child() -> None: ...
 def _runtime_info() -> _RuntimeInfo: ...
+def _install_logging() -> bool: ...
+def _drain_logs() -> tuple[list[tuple[int, str, str]], int]: ...
 
 @final
 class ManualClock:
@@ -87,6 +97,7 @@ class RateLimiterCore:
     def cleanup_expired(self) -> int: ...
     def stats(self) -> Stats: ...
     def start_cleanup(self, interval: float) -> None: ...
+    def _profile_sweep(self) -> _SweepProfile: ...
     def stop_cleanup(self) -> None: ...
     @property
     def cleanup_running(self) -> bool: ...

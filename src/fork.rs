@@ -10,6 +10,7 @@
 //! The gate is plain atomics: no thread is ever parked on it, so it carries
 //! no hidden lock of its own into the child.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 
@@ -17,18 +18,31 @@ const FORKING: usize = 1 << (usize::BITS - 1);
 
 static GATE: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// Passes this thread holds: a thread already inside never waits (a
+    /// waiting fork would otherwise wait for it, and it for the fork).
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
 /// Proof of being inside the gate; leaving it reopens the way to fork.
 pub struct Pass(());
 
 impl Drop for Pass {
     fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get() - 1));
         GATE.fetch_sub(1, Ordering::Release);
     }
 }
 
-/// Enters the gate, waiting while a fork is in progress.
+/// Enters the gate, waiting while a fork is in progress (unless this thread
+/// is already inside).
 pub fn enter() -> Pass {
     install();
+    DEPTH.with(|d| d.set(d.get() + 1));
+    if DEPTH.with(Cell::get) > 1 {
+        GATE.fetch_add(1, Ordering::AcqRel);
+        return Pass(());
+    }
     loop {
         let state = GATE.load(Ordering::Acquire);
         if state & FORKING == 0

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::args::{key_bytes, positive_int, seconds_to_nanos};
 use super::clock::PyManualClock;
@@ -16,7 +16,7 @@ use crate::clock::{AnyClock, NANOS_PER_SEC};
 use crate::janitor::Janitor;
 use crate::limiter::{memory_limiter, AlgorithmKind, Limiter, Spec};
 use crate::rate::{parse_rates, Quota};
-use crate::store::OnFull;
+use crate::store::{OnFull, SweepCursor, SWEEP_CHUNK};
 
 /// The native half of `rust_py_rate_limit.RateLimiter`: every decision and
 /// all state. The Python subclass adds the awaitable twins, the decorator and
@@ -306,6 +306,34 @@ impl PyRateLimiter {
         dict.set_item(intern!(py, "rejected_full"), s.rejected_full)?;
         dict.set_item(intern!(py, "expired_removed"), s.expired_removed)?;
         dict.set_item(intern!(py, "cleanup_runs"), s.cleanup_runs)?;
+        Ok(dict)
+    }
+
+    /// Sweeps expired keys as `cleanup_expired` does, timing every chunk
+    /// (one shard-lock hold): for benchmarks.
+    fn _profile_sweep<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (removed, chunks, total, longest) = py.detach(|| {
+            let mut cursor = SweepCursor::default();
+            let (mut removed, mut chunks, mut longest) = (0usize, 0usize, Duration::ZERO);
+            let start = Instant::now();
+            loop {
+                let t = Instant::now();
+                let step = self.inner.sweep_chunk(&mut cursor, SWEEP_CHUNK);
+                longest = longest.max(t.elapsed());
+                chunks += 1;
+                removed += step.removed;
+                if step.done {
+                    break;
+                }
+            }
+            self.inner.record_sweep(removed);
+            (removed, chunks, start.elapsed(), longest)
+        });
+        let dict = PyDict::new(py);
+        dict.set_item("removed", removed)?;
+        dict.set_item("chunks", chunks)?;
+        dict.set_item("total_seconds", total.as_secs_f64())?;
+        dict.set_item("longest_chunk_seconds", longest.as_secs_f64())?;
         Ok(dict)
     }
 

@@ -19,6 +19,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<decision::PyDecision>()?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(_runtime_info, m)?)?;
+    m.add_function(wrap_pyfunction!(_install_logging, m)?)?;
+    m.add_function(wrap_pyfunction!(_drain_logs, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
@@ -37,4 +39,25 @@ fn _runtime_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     info.set_item("alive_tasks", crate::runtime::alive_tasks())?;
     info.set_item("generation", crate::runtime::live_generation())?;
     Ok(info)
+}
+
+/// Starts collecting the core's log events (DEBUG and above) for
+/// `_drain_logs`. Returns False if they were already being collected.
+#[pyfunction]
+fn _install_logging() -> bool {
+    crate::logs::install(tracing::Level::DEBUG)
+}
+
+/// The queued log records as `(level, target, message)`, and how many were
+/// dropped because the queue was full.
+#[pyfunction]
+fn _drain_logs(py: Python<'_>) -> (Vec<(u8, String, String)>, u64) {
+    let (records, dropped) = py.detach(crate::logs::drain);
+    (
+        records
+            .into_iter()
+            .map(|r| (r.level, r.target, r.message))
+            .collect(),
+        dropped,
+    )
 }

@@ -26,6 +26,10 @@ type Map<S> = DashMap<Box<[u8]>, S, ahash::RandomState>;
 /// lock hold, far under the millisecond budget.
 pub const SWEEP_CHUNK: usize = 4096;
 
+/// After a full round of the map finds no expired key, a full store skips
+/// looking for one for this long (1 ms), so a flood of new keys stays cheap.
+const EVICT_BACKOFF: Nanos = 1_000_000;
+
 /// A sweep that removed at least this many keys returns freed memory to
 /// the operating system.
 const TRIM_AFTER: usize = 65_536;
@@ -43,7 +47,7 @@ fn release_free_memory() {
 }
 
 /// Buckets examined to find an expired key when a full store gets a new key.
-const EVICT_SCAN: usize = 512;
+const EVICT_SCAN: usize = 1024;
 
 /// An [`Algorithm`] over an in-memory map of keys.
 pub struct MemoryStore<A: Algorithm> {
@@ -56,6 +60,8 @@ pub struct MemoryStore<A: Algorithm> {
     /// insert against a removal of the same key; only read on the miss path).
     len: AtomicUsize,
     evict_cursor: Mutex<SweepCursor>,
+    /// No scan for expired keys before this time (after a fruitless round).
+    next_evict_scan: AtomicU64,
     allowed: AtomicU64,
     blocked: AtomicU64,
     rejected_full: AtomicU64,
@@ -84,6 +90,7 @@ impl<A: Algorithm> MemoryStore<A> {
             on_full,
             len: AtomicUsize::new(0),
             evict_cursor: Mutex::new(SweepCursor::default()),
+            next_evict_scan: AtomicU64::new(0),
             allowed: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
             rejected_full: AtomicU64::new(0),
@@ -164,19 +171,31 @@ impl<A: Algorithm> MemoryStore<A> {
     /// the last one stopped. Live keys are never evicted: dropping one would
     /// hand its owner (or an attacker) a fresh allowance.
     fn make_room(&self) -> bool {
+        let now = self.clock.now();
+        if now < self.next_evict_scan.load(Relaxed) {
+            return false;
+        }
         let Ok(mut cursor) = self.evict_cursor.try_lock() else {
             return false;
         };
-        let mut budget = 2 * EVICT_SCAN;
-        while budget > 0 {
-            let step = self.sweep_chunk(&mut cursor, EVICT_SCAN);
-            budget = budget.saturating_sub(EVICT_SCAN);
+        // Examine up to EVICT_SCAN buckets, and at most one full round.
+        let (mut examined, mut wrapped) = (0, false);
+        while examined < EVICT_SCAN {
+            let step = self.sweep_chunk(&mut cursor, EVICT_SCAN - examined);
+            examined += step.examined;
             if step.removed > 0 {
                 self.expired_removed.fetch_add(step.removed as u64, Relaxed);
                 return true;
             }
             if step.done {
                 *cursor = SweepCursor::default();
+                if wrapped {
+                    // A whole round found nothing: nothing expires sooner
+                    // than time moves, so do not scan again for a while.
+                    self.next_evict_scan.store(now + EVICT_BACKOFF, Relaxed);
+                    break;
+                }
+                wrapped = true;
             }
         }
         false
@@ -237,6 +256,7 @@ impl<A: Algorithm> MemoryStore<A> {
         let Some(shard) = shards.get(cursor.shard) else {
             return SweepStep {
                 removed: 0,
+                examined: 0,
                 done: true,
             };
         };
@@ -248,9 +268,10 @@ impl<A: Algorithm> MemoryStore<A> {
             cursor.buckets = buckets;
             cursor.bucket = 0;
         }
-        let end = cursor.bucket.saturating_add(budget).min(buckets);
+        let start = cursor.bucket;
+        let end = start.saturating_add(budget).min(buckets);
         let mut removed = 0;
-        for index in cursor.bucket..end {
+        for index in start..end {
             // SAFETY: `index < buckets()` of a table we hold the write lock
             // of; a full bucket holds an initialised entry, and erasing it
             // moves no other entry.
@@ -283,6 +304,7 @@ impl<A: Algorithm> MemoryStore<A> {
         }
         SweepStep {
             removed,
+            examined: end - start,
             done: cursor.shard >= shards.len(),
         }
     }
@@ -346,6 +368,8 @@ impl<A: Algorithm> MemoryStore<A> {
 pub struct SweepStep {
     /// Keys removed by this chunk.
     pub removed: usize,
+    /// Buckets examined.
+    pub examined: usize,
     /// Whether the cursor has passed the last shard.
     pub done: bool,
 }
