@@ -52,10 +52,10 @@ fmt:
 	$(VENV)/bin/ruff check --fix .
 
 bench: build
-	$(PY) benches/run.py
+	$(PY) benches/run.py --suite all
 
 bench-quick: build
-	$(PY) benches/run.py --quick
+	$(PY) benches/run.py --suite all --quick
 
 demo: build
 	$(PY) examples/basic.py

@@ -1,4 +1,6 @@
-"""Run the benchmark suite and print one markdown report (what ``make bench`` runs).
+"""Run the benchmark suites and print a markdown report (what ``make bench`` runs).
+
+``--suite core`` (the default):
 
 1. ``benches/scenarios.py`` in this interpreter: dict, ours_allow, ours_check,
    limits, token_bucket (``ours`` is whatever ``rust_py_rate_limit`` imports).
@@ -8,7 +10,12 @@
    to its own dict baseline, measured in that process.
 3. Prints the tables and the targets; writes ``benches/results/latest.json``.
 
-    .venv/bin/python benches/run.py [--quick] [--strict]
+``--suite algorithms``: ``benches/algorithms.py`` in this interpreter (each of
+our algorithms against our fixed window, and each peer against our same
+algorithm); prints its tables and targets; writes
+``benches/results/latest-algorithms.json``. ``--suite all`` runs both.
+
+    .venv/bin/python benches/run.py [--suite core|algorithms|all] [--quick] [--strict]
 """
 
 from __future__ import annotations
@@ -26,9 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import algorithms as algo
+import scenarios as core
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = Path("benches")  # all paths below are relative to ROOT (the cwd)
 SCENARIOS = BENCHES / "scenarios.py"
+ALGORITHMS = BENCHES / "algorithms.py"
 RESULTS = BENCHES / "results"
 REQUIREMENTS = BENCHES / "requirements.txt"
 VENV_031 = Path(".venv-bench-031")
@@ -44,6 +55,12 @@ RELABEL_031 = {
 }
 ROWS = MAIN_IMPLS + list(RELABEL_031.values())
 TIMED = ["hot", "over", "keys100k", "newkeys", "threads4"]
+SUITES = ("core", "algorithms", "all")
+# Import names of the peers each suite needs (from benches/requirements.txt).
+PEER_MODULES = {
+    "core": ["limits", "token_bucket"],
+    "algorithms": ["limits", "throttled", "pyrate_limiter"],
+}
 
 
 def _log(msg: str) -> None:
@@ -61,9 +78,9 @@ def _pip(python: Path | str, *args: str) -> bool:
     return subprocess.run(cmd, cwd=ROOT, check=False).returncode == 0
 
 
-def ensure_peers() -> None:
+def ensure_peers(modules: list[str]) -> None:
     """Install benches/requirements.txt here if a peer package is missing."""
-    missing = [m for m in ("limits", "token_bucket") if not importlib.util.find_spec(m)]
+    missing = [m for m in modules if not importlib.util.find_spec(m)]
     if missing and not _pip(sys.executable, "-r", str(REQUIREMENTS)):
         _log(f"note: could not install {missing}; they will be skipped")
 
@@ -111,18 +128,26 @@ def ensure_venv_031() -> Path | None:
     return python
 
 
-def run_scenarios(python: Path | str, impls: list[str], out: Path, args: Any) -> Any:
-    cmd = [str(python), str(SCENARIOS), "--impl", ",".join(impls)]
+def run_scenarios(
+    python: Path | str,
+    impls: list[str],
+    out: Path,
+    args: Any,
+    script: Path = SCENARIOS,
+    only: list[str] | None = None,
+) -> Any:
+    """Run ``script`` (scenarios.py or algorithms.py); ``only``: scenario names."""
+    cmd = [str(python), str(script), "--impl", ",".join(impls)]
     cmd += ["--json", str(out)]
     if args.quick:
         cmd.append("--quick")
     if args.repeats:
         cmd += ["--repeats", str(args.repeats)]
-    if args.scenarios:
-        cmd += ["--scenarios", args.scenarios]
+    if only:
+        cmd += ["--scenarios", ",".join(only)]
     _log(f"$ {' '.join(cmd)}")
     if subprocess.run(cmd, cwd=ROOT, check=False).returncode != 0:
-        raise SystemExit(f"scenarios.py failed under {python}")
+        raise SystemExit(f"{script.name} failed under {python}")
     return json.loads((ROOT / out).read_text())
 
 
@@ -343,8 +368,211 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+# --------------------------------------------------------------------------
+# The algorithms suite (benches/algorithms.py)
+# --------------------------------------------------------------------------
+
+ALGO_TIMED = [s for s in algo.ALL_SCENARIOS if s != "memory"]
+
+
+def _limit_text(limit: int | None) -> str:
+    if limit is None:
+        return "—"
+    digits = str(limit)
+    if limit >= 10_000 and digits.rstrip("0") == "1":
+        return f"10^{len(digits) - 1}"
+    return f"{limit:,}"
+
+
+def algo_timed_table(data: dict[str, Any]) -> str:
+    cols = [c for c in ALGO_TIMED if c in data["scenarios"]]
+    head = ["impl", "vs", "limit", *cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row, v in algo.VARIANTS.items():
+        cells = [
+            _cell(_get(data, c, row, "median_ns"), _get(data, c, row, "ratio_vs"))
+            for c in cols
+        ]
+        if all(c == "—" for c in cells):
+            continue
+        limits = " / ".join(_limit_text(v.limit(c)) for c in cols)
+        lines.append(
+            f"| {row} | {v.vs or '—'} | {limits} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def algo_memory_table(data: dict[str, Any]) -> str:
+    mem = data["scenarios"].get("memory")
+    if not mem or not mem["results"]:
+        return ""
+    lines = [
+        f"| impl | B/key ({mem['keys']:,} keys) | x {algo.BASELINE} |",
+        "|---|---|---|",
+    ]
+    for row in algo.VARIANTS:
+        bpk = _get(data, "memory", row, "bytes_per_key")
+        if bpk is not None:
+            ratio = _get(data, "memory", row, "ratio")
+            shown = "—" if ratio is None else f"{ratio:.2f}x"
+            lines.append(f"| {row} | {bpk:.1f} | {shown} |")
+    return "\n".join(lines)
+
+
+def _ratio_vs(scn: str, row: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda d: _get(d, scn, row, "ratio_vs")
+
+
+def _with_limit(row: str, limit: int | None) -> str:
+    if limit is None or limit == core.BIG_LIMIT:
+        return row
+    return f"{row} (limit {_limit_text(limit)})"
+
+
+def algo_targets() -> list[Target]:
+    """Ours: ratio to our fixed <= budget. Peers: peer / ours-same >= 20."""
+    ours: list[Target] = []
+    peers: list[Target] = []
+    for v in algo.VARIANTS.values():
+        for scn in ALGO_TIMED:
+            limit = v.limit(scn)
+            if limit is None:
+                continue
+            if v.peer:
+                label = (
+                    f"ours {_with_limit(v.vs, limit)} {scn} >= "
+                    f"{algo.PEER_TARGET:.0f}x faster than {v.name}"
+                )
+                peers.append(
+                    Target(label, _ratio_vs(scn, v.name), ">=", algo.PEER_TARGET)
+                )
+            elif v.budget is not None:
+                label = (
+                    f"{_with_limit(v.name, limit)} {scn} <= {v.budget}x {algo.BASELINE}"
+                )
+                ours.append(Target(label, _ratio_vs(scn, v.name), "<=", v.budget))
+    return ours + peers
+
+
+def algo_notes(data: dict[str, Any]) -> list[str]:
+    notes = []
+    blocked = _div(
+        _get(data, "hot", "sliding_log", "median_ns"),
+        _get(data, "hot", "fixed_100", "median_ns"),
+    )
+    if blocked is not None:
+        notes.append(
+            "like for like, both blocked on every timed hit: sliding_log hot / "
+            f"fixed_100 hot = {blocked:.2f}x"
+        )
+    return notes
+
+
+def algo_report(data: dict[str, Any]) -> str:
+    meta = data["processes"]["main"]
+    peers = sorted(
+        {
+            (algo.PACKAGES.get(v.module, v.module), version)
+            for name, version in meta["impls"].items()
+            if (v := algo.VARIANTS[name]).peer
+        }
+    )
+    parts = ["## Benchmarks: algorithms", ""]
+    parts.append(
+        f"Python {meta['python']} on {meta['platform']}, {meta['cpu_count']} CPUs; "
+        f"median of {meta['params']['repeats']} interleaved repeats; cells are "
+        "ns/hit (x ratio to the `vs` row in the same process and scenario: our "
+        f"`{algo.BASELINE}` for ours, our same algorithm for a peer); `limit` is "
+        f"per {core.WINDOW} s, per scenario."
+    )
+    if peers:
+        parts.append("Peers: " + ", ".join(f"{m} {v}" for m, v in peers) + ".")
+    if algo.BASELINE not in meta["impls"]:
+        parts.append("\n**ours is not importable here: build it first.**")
+    parts += ["", algo_timed_table(data)]
+    mem = algo_memory_table(data)
+    if mem:
+        parts += ["", "### Memory", "", mem]
+    parts += ["", "### Targets", "", targets_list(data["targets"])]
+    notes = algo_notes(data)
+    if notes:
+        parts += ["", "### Notes", ""] + [f"- {n}" for n in notes]
+    problems = [f"{p}" for p in meta["problems"]]
+    problems += [f"skipped {k}: {r}" for k, r in meta["skipped"].items()]
+    if problems:
+        parts += ["", "### Problems", ""] + [f"- {p}" for p in problems]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def _split_scenarios(
+    text: str | None, suites: list[str]
+) -> dict[str, list[str] | None]:
+    """``--scenarios`` per suite (None = all of them)."""
+    if not text:
+        return {s: None for s in suites}
+    known = {"core": core.ALL_SCENARIOS, "algorithms": algo.ALL_SCENARIOS}
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [n for n in names if not any(n in known[s] for s in suites)]
+    if unknown:
+        allowed = sorted({n for s in suites for n in known[s]})
+        raise SystemExit(f"unknown scenario: {', '.join(unknown)} (from {allowed})")
+    return {s: [n for n in names if n in known[s]] for s in suites}
+
+
+def _finish(data: dict[str, Any], name: str, args: Any) -> None:
+    data["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data["quick"] = args.quick
+    (ROOT / RESULTS / name).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def run_core(args: Any, only: list[str] | None) -> dict[str, Any]:
+    main_raw = run_scenarios(
+        sys.executable, MAIN_IMPLS, RESULTS / "main.json", args, only=only
+    )
+    old_raw = None
+    if not args.skip_031:
+        python = _venv_python(VENV_031) if args.no_install else ensure_venv_031()
+        if python is None or not (ROOT / python).exists():
+            _log(f"note: {VENV_031} unavailable; skipping the {VERSION_031} rows")
+        else:
+            old_raw = run_scenarios(
+                python, OLD_IMPLS, RESULTS / "rprl031.json", args, only=only
+            )
+    data = combine(main_raw, old_raw)
+    data["targets"] = [t.evaluate(data) for t in TARGETS]
+    _finish(data, "latest.json", args)
+    return data
+
+
+def run_algorithms(args: Any, only: list[str] | None) -> dict[str, Any]:
+    raw = run_scenarios(
+        sys.executable,
+        list(algo.VARIANTS),
+        RESULTS / "algorithms.json",
+        args,
+        script=ALGORITHMS,
+        only=only,
+    )
+    data: dict[str, Any] = {
+        "suite": "algorithms",
+        "processes": {"main": raw["meta"]},
+        "scenarios": raw["scenarios"],
+    }
+    data["targets"] = [t.evaluate(data) for t in algo_targets()]
+    _finish(data, "latest-algorithms.json", args)
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--suite", choices=SUITES, default="core", help="which suite (default: core)"
+    )
     ap.add_argument("--quick", action="store_true", help="smoke test (< 1 min)")
     ap.add_argument("--repeats", type=int, help="override repeats per scenario")
     ap.add_argument("--scenarios", help="comma list (default: all)")
@@ -359,27 +587,33 @@ def main(argv: list[str] | None = None) -> int:
     if not ignore.exists():
         ignore.write_text("*\n!.gitignore\n")
 
-    if not args.no_install:
-        ensure_peers()
-    main_raw = run_scenarios(sys.executable, MAIN_IMPLS, RESULTS / "main.json", args)
-
-    old_raw = None
-    if not args.skip_031:
-        python = _venv_python(VENV_031) if args.no_install else ensure_venv_031()
-        if python is None or not (ROOT / python).exists():
-            _log(f"note: {VENV_031} unavailable; skipping the {VERSION_031} rows")
+    suites = ["core", "algorithms"] if args.suite == "all" else [args.suite]
+    only = _split_scenarios(args.scenarios, suites)
+    reports: list[tuple[str, dict[str, Any], Path]] = []
+    for suite in suites:
+        if only[suite] == []:
+            _log(f"note: no {suite} scenario in --scenarios; skipping that suite")
+            continue
+        if not args.no_install:
+            ensure_peers(PEER_MODULES[suite])
+        if suite == "core":
+            data = run_core(args, only[suite])
+            reports.append((report(data), data, RESULTS / "latest.json"))
         else:
-            old_raw = run_scenarios(python, OLD_IMPLS, RESULTS / "rprl031.json", args)
+            data = run_algorithms(args, only[suite])
+            reports.append(
+                (algo_report(data), data, RESULTS / "latest-algorithms.json")
+            )
 
-    data = combine(main_raw, old_raw)
-    data["targets"] = [t.evaluate(data) for t in TARGETS]
-    data["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    data["quick"] = args.quick
-    (ROOT / RESULTS / "latest.json").write_text(json.dumps(data, indent=2) + "\n")
-
-    print(report(data))
-    print(f"\nraw results: {RESULTS / 'latest.json'}")
-    if args.strict and any(t["status"] != "PASS" for t in data["targets"]):
+    for i, (text, _, path) in enumerate(reports):
+        if i:
+            print()
+        print(text)
+        print(f"\nraw results: {path}")
+    missed = any(
+        t["status"] != "PASS" for _, data, _ in reports for t in data["targets"]
+    )
+    if args.strict and missed:
         return 1
     return 0
 

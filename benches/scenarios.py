@@ -144,9 +144,15 @@ class MethodHandle(Handle):
 
 
 class LimitsHandle(Handle):
-    """``limits``: ``FixedWindowRateLimiter(MemoryStorage()).hit(item, key)``."""
+    """``limits``: ``FixedWindowRateLimiter(MemoryStorage()).hit(item, key)``.
 
-    def __init__(self, limit: int, window: int) -> None:
+    ``strategy`` names another ``limits.strategies`` class (the algorithms suite
+    uses ``SlidingWindowCounterRateLimiter`` and ``MovingWindowRateLimiter``).
+    """
+
+    def __init__(
+        self, limit: int, window: int, strategy: str = "FixedWindowRateLimiter"
+    ) -> None:
         limits = importlib.import_module("limits")
         storage = importlib.import_module("limits.storage")
         strategies = importlib.import_module("limits.strategies")
@@ -155,7 +161,7 @@ class LimitsHandle(Handle):
         else:
             self._item = limits.RateLimitItemPerSecond(limit, window)
         self._storage = storage.MemoryStorage()
-        self._strategy = strategies.FixedWindowRateLimiter(self._storage)
+        self._strategy = getattr(strategies, strategy)(self._storage)
 
     def run(self, keys: list[str]) -> None:
         hit = self._strategy.hit
@@ -491,8 +497,13 @@ def _ratio(value: float | None, base: float | None) -> float | None:
 
 
 def run_timed(
-    scn: Scenario, impls: list[Impl], repeats: int, problems: list[str]
+    scn: Scenario,
+    impls: list[Impl],
+    repeats: int,
+    problems: list[str],
+    baseline: str = "dict",
 ) -> dict[str, Any]:
+    """Interleaved repeats of ``scn``; ratios are to the ``baseline`` impl."""
     samples: dict[str, list[Sample]] = {i.name: [] for i in impls}
     for r in range(-1, repeats):  # round -1 warms the process up; not kept
         shift = r % len(impls)
@@ -509,7 +520,7 @@ def run_timed(
     for name, rows in samples.items():
         if rows:
             medians[name] = {f: _med([row[f] for row in rows]) for f in rows[0]}
-    base = medians.get("dict", {})
+    base = medians.get(baseline, {})
     results: dict[str, Any] = {}
     for name, med in medians.items():
         res: dict[str, Any] = {
@@ -551,13 +562,12 @@ def _rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def memory_child(name: str, n_keys: int) -> dict[str, Any]:
+def memory_child(impl: Impl, n_keys: int) -> dict[str, Any]:
     """Measure RSS growth per key in this (fresh) process; see ``--memory-child``.
 
     The key strings are built before the first reading, so they do not count:
     only what the limiter allocates (its own copies of the keys included) does.
     """
-    impl = IMPLS[name]
     width = max(6, len(str(n_keys - 1)))
     keys = _prehashed([f"user:{i:0{width}d}" for i in range(n_keys)])
     warm = [f"warm:{i}" for i in range(1000)]
@@ -581,7 +591,7 @@ def memory_child(name: str, n_keys: int) -> dict[str, Any]:
     finally:
         handle.close()
     return {
-        "impl": name,
+        "impl": impl.name,
         "keys": n_keys,
         "rss_before": before,
         "rss_after": after,
@@ -591,14 +601,21 @@ def memory_child(name: str, n_keys: int) -> dict[str, Any]:
     }
 
 
-def run_memory(impls: list[Impl], n_keys: int, problems: list[str]) -> dict[str, Any]:
+def run_memory(
+    impls: list[Impl],
+    n_keys: int,
+    problems: list[str],
+    script: Path | None = None,
+    baseline: str = "dict",
+) -> dict[str, Any]:
+    """Run ``script --memory-child IMPL`` (default: this file) per implementation."""
     results: dict[str, Any] = {}
     for impl in impls:
         if not impl.memory:
             continue
         cmd = [
             sys.executable,
-            str(Path(__file__).resolve()),
+            str(script or Path(__file__).resolve()),
             "--memory-child",
             impl.name,
             "--memory-keys",
@@ -614,7 +631,7 @@ def run_memory(impls: list[Impl], n_keys: int, problems: list[str]) -> dict[str,
         if not child["first_key_still_tracked"]:
             problems.append(f"memory/{impl.name}: first key no longer tracked")
         results[impl.name] = child
-    base = results.get("dict", {}).get("bytes_per_key")
+    base = results.get(baseline, {}).get("bytes_per_key")
     for res in results.values():
         res["ratio"] = _ratio(res["bytes_per_key"], base)
     return {
@@ -657,7 +674,8 @@ def main(argv: list[str] | None = None) -> int:
         params = replace(params, memory_keys=max(1, args.memory_keys))
 
     if args.memory_child:
-        print(json.dumps(memory_child(args.memory_child, params.memory_keys)))
+        impl = IMPLS[args.memory_child]
+        print(json.dumps(memory_child(impl, params.memory_keys)))
         return 0
 
     problems: list[str] = []
