@@ -44,7 +44,7 @@ lint: build
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(PY) -m mypy.stubtest rust_py_rate_limit --allowlist .stubtest-allowlist
+	$(PY) -m mypy.stubtest rust_py_rate_limit._native --mypy-config-file pyproject.toml --allowlist .stubtest-allowlist
 
 fmt:
 	cargo fmt --all
@@ -58,7 +58,7 @@ bench-quick: build
 	$(PY) benches/run.py --suite all --quick
 
 demo: build
-	$(PY) examples/basic.py
+	$(PY) examples/demo.py
 
 test-matrix: $(STAMP)
 	bash .ci/test-matrix

@@ -1,4 +1,14 @@
-"""Decorators that rate-limit plain and coroutine functions."""
+"""Decorators that rate-limit plain and coroutine functions.
+
+Example:
+    limiter = RateLimiter(limit=5, window_seconds=60)
+
+    @limiter.limit("login")
+    def login() -> str: ...
+
+    @limiter.limit(lambda user_id: f"user:{user_id}", wait=True)
+    async def fetch(user_id: int) -> dict: ...
+"""
 
 from __future__ import annotations
 
@@ -9,12 +19,13 @@ from typing import Any, TypeVar, cast
 
 from rust_py_rate_limit._native import Decision
 from rust_py_rate_limit.exceptions import RateLimitExceeded
-from rust_py_rate_limit.limiter import RateLimiter
+from rust_py_rate_limit.limiter import RateLimiter, _timeout
 
 __all__ = ["rate_limit"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 KeySpec = str | Callable[..., str]
+OnBlocked = Callable[[RateLimitExceeded], Any]
 
 
 def _key_resolver(key: KeySpec) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
@@ -35,12 +46,18 @@ def _key_resolver(key: KeySpec) -> Callable[[tuple[Any, ...], dict[str, Any]], s
     raise TypeError(f"key must be a str or a callable, not {type(key).__name__}")
 
 
-def _refuse(key: str, decision: Decision) -> RateLimitExceeded:
+def _refusal(key: str, decision: Decision) -> RateLimitExceeded:
     return RateLimitExceeded(key, decision.limit, decision.retry_after_seconds)
 
 
 def rate_limit(
-    limiter: RateLimiter, key: KeySpec, *, cost: int = 1
+    limiter: RateLimiter,
+    key: KeySpec,
+    *,
+    cost: int = 1,
+    on_blocked: OnBlocked | None = None,
+    wait: bool = False,
+    timeout: float | None = None,
 ) -> Callable[[F], F]:
     """Rate-limits the decorated function under ``key``.
 
@@ -49,22 +66,34 @@ def rate_limit(
         key: A fixed key, or a callable given the decorated function's
             arguments that returns the key.
         cost: Units each call spends.
+        on_blocked: Called with the `RateLimitExceeded` of a refused call;
+            its result (awaited, for a coroutine function, if awaitable) is
+            returned instead of raising.
+        wait: Wait for admission (``acquire`` / ``wait``) instead of
+            refusing.
+        timeout: With ``wait``: seconds to wait at most before refusing.
 
     Returns:
         A decorator. Works on ``def`` and ``async def`` functions (the wrapper
-        of a coroutine function is a coroutine function). A refused call
-        raises `RateLimitExceeded` before the function runs.
+        of a coroutine function is a coroutine function that uses the
+        awaitable path) and on methods; ``functools.wraps`` keeps the
+        function's metadata. A refused call never runs the function.
     """
     if not isinstance(limiter, RateLimiter):
         raise TypeError(f"limiter must be a RateLimiter, not {type(limiter).__name__}")
     resolve = _key_resolver(key)
-    # Refuse a bad cost at decoration time, not at the first call.
+    # Refuse bad options at decoration time, not at the first call.
     if isinstance(cost, bool) or not isinstance(cost, int):
         raise TypeError(f"cost must be an int, not {type(cost).__name__}")
-    if not 1 <= cost <= limiter.max_requests:
+    if not 1 <= cost <= limiter.capacity:
         raise ValueError(
-            f"cost must be between 1 and the limit ({limiter.max_requests}), got {cost}"
+            f"cost must be between 1 and the capacity ({limiter.capacity}), got {cost}"
         )
+    if on_blocked is not None and not callable(on_blocked):
+        raise TypeError("on_blocked must be callable")
+    if not isinstance(wait, bool):
+        raise TypeError(f"wait must be a bool, not {type(wait).__name__}")
+    timeout = _timeout(timeout)
 
     def decorator(func: F) -> F:
         if inspect.iscoroutinefunction(func):
@@ -72,20 +101,37 @@ def rate_limit(
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 key = resolve(args, kwargs)
-                decision = await limiter.adecide(key, cost)
-                if not decision.allowed:
-                    raise _refuse(key, decision)
-                return await func(*args, **kwargs)
+                if wait:
+                    if await limiter.acquire(key, cost, timeout):
+                        return await func(*args, **kwargs)
+                    decision = await limiter.apeek(key)
+                else:
+                    decision = await limiter.adecide(key, cost)
+                    if decision.allowed:
+                        return await func(*args, **kwargs)
+                refusal = _refusal(key, decision)
+                if on_blocked is None:
+                    raise refusal
+                result = on_blocked(refusal)
+                return await result if inspect.isawaitable(result) else result
 
             return cast(F, async_wrapper)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             key = resolve(args, kwargs)
-            decision = limiter.decide(key, cost)
-            if not decision.allowed:
-                raise _refuse(key, decision)
-            return func(*args, **kwargs)
+            if wait:
+                if limiter.wait(key, cost, timeout):
+                    return func(*args, **kwargs)
+                decision = limiter.peek(key)
+            else:
+                decision = limiter.decide(key, cost)
+                if decision.allowed:
+                    return func(*args, **kwargs)
+            refusal = _refusal(key, decision)
+            if on_blocked is None:
+                raise refusal
+            return on_blocked(refusal)
 
         return cast(F, wrapper)
 

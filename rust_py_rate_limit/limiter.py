@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rust_py_rate_limit._native import Decision, RateLimiterCore
+from rust_py_rate_limit.exceptions import RateLimitExceeded
 from rust_py_rate_limit.types import CheckResult
 
 if TYPE_CHECKING:
@@ -168,12 +169,20 @@ class RateLimiter(RateLimiterCore):
     # -- decorator ----------------------------------------------------------
 
     def limit(
-        self, key: str | Callable[..., str], *, cost: int = 1
+        self,
+        key: str | Callable[..., str],
+        *,
+        cost: int = 1,
+        on_blocked: Callable[[RateLimitExceeded], Any] | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
     ) -> Callable[[F], F]:
         """Decorator: rate-limits a function under ``key``.
 
-        See `rust_py_rate_limit.decorators.rate_limit`.
+        See `rust_py_rate_limit.decorators.rate_limit` for the options.
         """
         from rust_py_rate_limit.decorators import rate_limit
 
-        return rate_limit(self, key, cost=cost)
+        return rate_limit(
+            self, key, cost=cost, on_blocked=on_blocked, wait=wait, timeout=timeout
+        )

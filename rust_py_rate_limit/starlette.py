@@ -167,8 +167,10 @@ class RateLimitMiddleware:
         self.limiter.peek("")
         if isinstance(cost, bool) or not isinstance(cost, int):
             raise TypeError(f"cost must be an int, not {type(cost).__name__}")
-        if not 1 <= cost <= min(limit for limit, _ in self.limiter.limits):
-            raise ValueError(f"cost must be between 1 and the limit, got {cost}")
+        if not 1 <= cost <= self.limiter.capacity:
+            raise ValueError(
+                f"cost must be between 1 and {self.limiter.capacity}, got {cost}"
+            )
         self.cost = cost
 
     def _client_key(self, scope: Scope) -> str:

@@ -143,6 +143,8 @@ pub trait Limiter: Send + Sync {
     fn sweep_chunk(&self, cursor: &mut SweepCursor, budget: usize) -> SweepStep;
     /// Counts a finished sweep.
     fn record_sweep(&self, removed: usize);
+    /// The largest cost a single hit can ever be admitted with.
+    fn capacity(&self) -> u64;
 }
 
 impl<A: Algorithm> Limiter for MemoryStore<A> {
@@ -173,6 +175,9 @@ impl<A: Algorithm> Limiter for MemoryStore<A> {
     }
     fn record_sweep(&self, removed: usize) {
         MemoryStore::record_sweep(self, removed)
+    }
+    fn capacity(&self) -> u64 {
+        self.algorithm().capacity()
     }
 }
 

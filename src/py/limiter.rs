@@ -389,6 +389,13 @@ impl PyRateLimiter {
             .collect()
     }
 
+    /// The largest cost one hit can be admitted with: the smallest limit, or
+    /// the burst of token_bucket and gcra.
+    #[getter]
+    fn capacity(&self) -> u64 {
+        self.inner.capacity()
+    }
+
     /// The bucket capacity for token_bucket and gcra; None for the others.
     #[getter]
     fn burst(&self) -> Option<u64> {

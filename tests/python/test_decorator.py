@@ -118,3 +118,110 @@ def test_exception_message_and_pickle_args() -> None:
     assert str(exc) == "rate limit exceeded for key 'k' (limit 5); retry after 12s"
     assert exc.args == ("k", 5, 12)
     assert isinstance(exc, Exception)
+
+
+def test_on_blocked_result_is_returned_instead_of_raising() -> None:
+    limiter = RateLimiter(limit=1, window_seconds=60)
+    seen: list[RateLimitExceeded] = []
+
+    def fallback(exc: RateLimitExceeded) -> str:
+        seen.append(exc)
+        return "cached"
+
+    @limiter.limit("k", on_blocked=fallback)
+    def fresh() -> str:
+        return "fresh"
+
+    assert fresh() == "fresh"
+    assert fresh() == "cached"
+    assert (seen[0].key, seen[0].limit, seen[0].retry_after) == ("k", 1, 60)
+
+
+def test_on_blocked_on_coroutine_functions_may_be_async() -> None:
+    limiter = RateLimiter(limit=1, window_seconds=60)
+
+    async def fallback(exc: RateLimitExceeded) -> str:
+        return f"later ({exc.retry_after}s)"
+
+    @limiter.limit("k", on_blocked=fallback)
+    async def fresh() -> str:
+        return "fresh"
+
+    async def main() -> list[str]:
+        return [await fresh(), await fresh()]
+
+    assert asyncio.run(main()) == ["fresh", "later (60s)"]
+
+
+def test_wait_true_waits_for_admission(clock: ManualClock) -> None:
+    import threading
+
+    # 20 a second with a burst of 1: a refused call waits 50 ms (of the
+    # manual clock; the waiter sleeps that long in real time between tries).
+    limiter = RateLimiter(20, 1, algorithm="gcra", burst=1, clock=clock)
+
+    @limiter.limit("k", wait=True, timeout=10)
+    def job(n: int) -> int:
+        return n
+
+    assert job(1) == 1
+    results: list[int] = []
+    waiter = threading.Thread(target=lambda: results.append(job(2)))
+    waiter.start()
+    waiter.join(0.2)
+    assert results == [], "admitted before the manual clock moved"
+    clock.advance(0.05)
+    waiter.join(5)
+    assert results == [2]
+
+
+def test_wait_true_on_coroutine_functions(clock: ManualClock) -> None:
+    limiter = RateLimiter(20, 1, algorithm="gcra", burst=1, clock=clock)
+
+    @limiter.limit("k", wait=True)
+    async def job() -> str:
+        return "done"
+
+    async def main() -> list[str]:
+        first = await job()
+        task = asyncio.create_task(job())
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        clock.advance(0.05)
+        return [first, await asyncio.wait_for(task, 5)]
+
+    assert asyncio.run(main()) == ["done", "done"]
+
+
+def test_wait_with_timeout_refuses_at_once() -> None:
+    limiter = RateLimiter(limit=1, window_seconds=60)
+
+    @limiter.limit("k", wait=True, timeout=0.5)
+    def job() -> str:
+        return "ran"
+
+    assert job() == "ran"
+    with pytest.raises(RateLimitExceeded) as info:
+        job()
+    assert info.value.retry_after == 60
+
+
+def test_bad_wait_options() -> None:
+    limiter = RateLimiter(limit=1, window_seconds=60)
+    with pytest.raises(TypeError, match="wait"):
+        limiter.limit("k", wait=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout"):
+        limiter.limit("k", wait=True, timeout=-1)
+    with pytest.raises(TypeError, match="on_blocked"):
+        limiter.limit("k", on_blocked="x")  # type: ignore[arg-type]
+
+
+def test_cost_is_checked_against_the_capacity() -> None:
+    bucket = RateLimiter(10, 60, algorithm="token_bucket", burst=3)
+    assert bucket.capacity == 3
+    with pytest.raises(ValueError, match="cost"):
+        bucket.limit("k", cost=4)
+    compound = RateLimiter(rate="2/second;100/hour")
+    assert compound.capacity == 2
+    with pytest.raises(ValueError, match="cost"):
+        compound.limit("k", cost=3)

@@ -21,7 +21,7 @@ def run(name: str) -> str:
 
 
 def test_basic_example() -> None:
-    out = run("basic.py")
+    out = run("basic_usage.py")
     assert "request 3 -> allowed" in out
     assert "request 4 -> blocked" in out
     assert "'allowed': False" in out
@@ -31,7 +31,7 @@ def test_basic_example() -> None:
 
 
 def test_decorator_example() -> None:
-    out = run("decorator.py")
+    out = run("decorator_usage.py")
     assert "blocked: key=login limit=5 retry_after=60" in out
     assert "{'user': 1}" in out
 
