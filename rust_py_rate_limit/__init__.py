@@ -7,6 +7,7 @@ Example:
     (True, True, False)
 """
 
+import atexit as _atexit
 import os as _os
 
 from rust_py_rate_limit._native import (
@@ -14,11 +15,16 @@ from rust_py_rate_limit._native import (
     ManualClock,
     __version__,
     _after_fork_in_child,
+    _quiesce,
 )
 from rust_py_rate_limit.decorators import rate_limit
 from rust_py_rate_limit.exceptions import RateLimitExceeded
 from rust_py_rate_limit.limiter import RateLimiter
 from rust_py_rate_limit.logs import enable_logging
+
+# At exit, let results being handed from Tokio to Python land first (see
+# src/py/bridge.rs); no background thread touches Python after that.
+_atexit.register(_quiesce)
 
 # A forked child (gunicorn --preload, multiprocessing) starts its own janitors.
 if hasattr(_os, "register_at_fork"):

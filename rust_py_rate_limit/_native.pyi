@@ -1,7 +1,7 @@
 """Type stubs of the compiled module ``rust_py_rate_limit._native``."""
 
-from collections.abc import Sequence
-from typing import Final, Literal, TypedDict, final
+from collections.abc import Awaitable, Sequence
+from typing import Final, Literal, TypedDict, TypeVar, final
 
 from typing_extensions import disjoint_base
 
@@ -15,10 +15,14 @@ __all__ = [
     "_after_fork_in_child",
     "_drain_logs",
     "_install_logging",
+    "_quiesce",
+    "_roundtrip",
     "_runtime_info",
 ]
 
 __version__: Final[str]
+
+_T = TypeVar("_T")
 
 class _RuntimeInfo(TypedDict):
     alive_tasks: int
@@ -33,6 +37,8 @@ class _SweepProfile(TypedDict):
 def _after_fork_in_child() -> None: ...
 def _runtime_info() -> _RuntimeInfo: ...
 def _install_logging() -> bool: ...
+def _roundtrip(value: _T, delay_seconds: float = 0.0) -> Awaitable[_T]: ...
+def _quiesce(timeout_seconds: float = 1.0) -> bool: ...
 def _drain_logs() -> tuple[list[tuple[int, str, str]], int]: ...
 
 @final

@@ -4,6 +4,7 @@
 //! the GIL for single-key work: releasing it costs more than the decision.
 
 mod args;
+mod bridge;
 mod clock;
 mod decision;
 mod errors;
@@ -19,6 +20,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<decision::PyDecision>()?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(_runtime_info, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::_roundtrip, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::_quiesce, m)?)?;
     m.add_function(wrap_pyfunction!(_install_logging, m)?)?;
     m.add_function(wrap_pyfunction!(_drain_logs, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -29,6 +32,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// process's own janitors (the parent's tasks do not exist here).
 #[pyfunction]
 fn _after_fork_in_child() {
+    bridge::after_fork_in_child();
     crate::janitor::restart_after_fork();
 }
 
@@ -50,9 +54,13 @@ fn _install_logging() -> bool {
 
 /// The queued log records as `(level, target, message)`, and how many were
 /// dropped because the queue was full.
+///
+/// Keeps the GIL: it is quick, and the pump is a daemon thread that must not
+/// be detached when the interpreter finalizes (re-attaching then would end
+/// the thread with `pthread_exit` inside Rust frames).
 #[pyfunction]
-fn _drain_logs(py: Python<'_>) -> (Vec<(u8, String, String)>, u64) {
-    let (records, dropped) = py.detach(crate::logs::drain);
+fn _drain_logs() -> (Vec<(u8, String, String)>, u64) {
+    let (records, dropped) = crate::logs::drain();
     (
         records
             .into_iter()

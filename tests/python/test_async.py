@@ -260,3 +260,73 @@ def test_async_decorator_uses_the_awaitable_path() -> None:
 
     assert asyncio.run(job()) == 1
     assert calls == ["job"]
+
+
+# -- the Tokio bridge (used by the Redis store's awaitables) -------------------
+
+
+@pytest.mark.parametrize("runner", ["asyncio", "uvloop"])
+def test_tokio_bridge_round_trip(runner: str) -> None:
+    from rust_py_rate_limit import _native
+
+    async def main() -> list[object]:
+        single = await _native._roundtrip("x")
+        delayed = await _native._roundtrip(7, 0.01)
+        many = await asyncio.gather(*(_native._roundtrip(i) for i in range(100)))
+        return [single, delayed, many]
+
+    run = uvloop.run if runner == "uvloop" else asyncio.run
+    assert run(main()) == ["x", 7, list(range(100))]
+
+
+def test_tokio_bridge_cancellation_and_bad_input() -> None:
+    from rust_py_rate_limit import _native
+
+    async def main() -> None:
+        pending = asyncio.ensure_future(_native._roundtrip(1, 60))
+        await asyncio.sleep(0.01)
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+
+    asyncio.run(main())
+    with pytest.raises(ValueError, match="delay_seconds"):
+        _native._roundtrip(1, -1)
+
+
+def test_tokio_bridge_in_a_forked_child() -> None:
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    if not hasattr(os, "fork"):
+        pytest.skip("POSIX fork")
+    script = textwrap.dedent(
+        """
+        import asyncio, os
+        from rust_py_rate_limit import _native
+
+        async def trip(value, delay=0.0):
+            return await _native._roundtrip(value, delay)
+
+        assert asyncio.run(trip("parent")) == "parent"
+        pid = os.fork()
+        if pid == 0:
+            ok = asyncio.run(trip("child", 0.01)) == "child"
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        assert asyncio.run(trip("again")) == "again"
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

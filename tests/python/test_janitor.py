@@ -127,17 +127,26 @@ def test_garbage_collected_limiter_ends_its_janitor() -> None:
     assert eventually(lambda: alive_tasks() == baseline)
 
 
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def test_ten_thousand_limiters_with_janitors_leave_nothing_behind() -> None:
-    RateLimiter(1, 1, cleanup_interval=1).stop_cleanup()  # the runtime exists
-    gc.collect()
-    tasks, threads = alive_tasks(), os_threads()
-    for i in range(10_000):
-        limiter = RateLimiter(1, 1, cleanup_interval=0.5)
-        limiter.allow(str(i))
-    del limiter
-    gc.collect()
+    def churn() -> None:
+        for i in range(10_000):
+            limiter = RateLimiter(1, 1, cleanup_interval=0.5)
+            limiter.allow(str(i))
+        del limiter
+        gc.collect()
+
+    churn()  # warm up: the runtime, allocator pools
+    assert eventually(lambda: alive_tasks() == 0)
+    tasks, threads, rss = alive_tasks(), os_threads(), rss_bytes()
+    churn()
     assert eventually(lambda: alive_tasks() == tasks)
     assert os_threads() == threads
+    assert rss_bytes() - rss < 8 * 2**20
 
 
 def test_max_keys_holds_under_a_flood(clock: ManualClock) -> None:
@@ -183,9 +192,7 @@ def test_sweeps_release_memory_across_cycles(clock: ManualClock) -> None:
     limiter = RateLimiter(1, 10, clock=clock)
     keys = [f"user:{i:07d}" for i in range(1_000_000)]
 
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    rss = rss_bytes
 
     def fill_and_sweep() -> None:
         allow = limiter.allow
