@@ -55,10 +55,12 @@ def test_seed_middleware_snippet() -> None:
     for i, r in enumerate(responses[:100]):
         assert r.headers["X-RateLimit-Limit"] == "100"
         assert r.headers["X-RateLimit-Remaining"] == str(99 - i)
-        assert r.headers["X-RateLimit-Reset"] == "60"
+        # Real time passes while 101 requests are served: 60, or 59 on a
+        # slow machine.
+        assert r.headers["X-RateLimit-Reset"] in ("59", "60")
         assert "Retry-After" not in r.headers
     blocked = responses[-1]
-    assert blocked.headers["Retry-After"] == "60"
+    assert blocked.headers["Retry-After"] in ("59", "60")
     assert blocked.headers["X-RateLimit-Remaining"] == "0"
     assert blocked.headers["content-type"] == "application/json"
 
