@@ -4,6 +4,7 @@
 //! [`Algorithm`]: crate::algorithm::Algorithm
 
 mod memory;
+pub mod redis;
 
 pub use memory::{MemoryStore, SweepStep, SWEEP_CHUNK};
 

@@ -1,0 +1,38 @@
+-- GCRA / token bucket: hash {t = time of the last write, d = debt}, where
+-- debt = (TAT - t) * limit, the theoretical arrival time scaled by the limit
+-- and kept relative to the write, so it stays below burst * window.
+local function decide(key, limit, window, burst)
+  local v = redis.call('HMGET', key, 't', 'd')
+  local at, debt = tonumber(v[1]), tonumber(v[2])
+  -- Debt now: what is left after (now - at) * limit has drained.
+  local owed = 0
+  if at ~= nil and debt ~= nil and debt > 0 then
+    local elapsed = now - at
+    if elapsed < 0 then elapsed = 0 end
+    if elapsed < ceil_div(debt, limit) then
+      owed = debt - elapsed * limit
+    end
+  end
+  local tolerance = burst * window
+  local after = owed + cost * window
+  local d = {
+    remaining_now = math.floor((tolerance - owed) / window),
+    reset_now = ceil_div(owed, limit),
+  }
+  if after <= tolerance then
+    d.allowed = 1
+    d.remaining = math.floor((tolerance - after) / window)
+    d.reset = ceil_div(after, limit)
+    d.retry = 0
+    d.write = function()
+      redis.call('HSET', key, 't', now, 'd', after)
+      redis.call('PEXPIRE', key, expire_ms(ceil_div(after, limit), window))
+    end
+  else
+    d.allowed = 0
+    d.remaining = math.floor((tolerance - owed) / window)
+    d.reset = ceil_div(owed, limit)
+    d.retry = ceil_div(after - tolerance, limit)
+  end
+  return d
+end

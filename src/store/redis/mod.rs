@@ -1,0 +1,403 @@
+//! The Redis store: one limit shared by every process and host that points
+//! at the same server.
+//!
+//! Each decision is one Lua script (`*.lua` beside this file), run with
+//! EVALSHA (the script is loaded again on NOSCRIPT), computing on the
+//! server's `TIME` in integer microseconds with the same arithmetic as the
+//! memory store. A refused hit writes nothing; every write sets a TTL of at
+//! most twice the window. The connection is multiplexed and reconnects by
+//! itself; every operation has a deadline enforced here, and failures go
+//! through a circuit breaker and an explicit policy (`OnError`).
+
+mod breaker;
+mod keys;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use breaker::Breaker;
+pub use breaker::BreakerState;
+pub use keys::KeyLayout;
+
+use crate::algorithm::Decision;
+use crate::error::{Error, Result};
+use crate::limiter::{AlgorithmKind, Spec};
+use crate::runtime;
+
+const PRELUDE: &str = include_str!("prelude.lua");
+const DECIDE: &str = include_str!("decide.lua");
+
+fn script_for(kind: AlgorithmKind) -> redis::Script {
+    let body = match kind {
+        AlgorithmKind::Fixed => include_str!("fixed.lua"),
+        AlgorithmKind::Sliding => include_str!("sliding.lua"),
+        AlgorithmKind::SlidingLog => include_str!("sliding_log.lua"),
+        AlgorithmKind::TokenBucket | AlgorithmKind::Gcra => include_str!("gcra.lua"),
+    };
+    redis::Script::new(&format!("{PRELUDE}\n{body}\n{DECIDE}"))
+}
+
+/// Every number a script handles stays below this (Lua numbers are doubles).
+pub const MAX_EXACT: u64 = 1 << 53;
+
+/// What a failed Redis operation turns into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Admit the hit (fail open).
+    Allow,
+    /// Refuse the hit (fail closed).
+    Deny,
+    /// Raise the error to the caller.
+    Raise,
+}
+
+/// A Redis operation that failed; the policy decides what the caller sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("redis: {0}")]
+pub struct StoreError(pub String);
+
+/// Connection options of a Redis store.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://`, `rediss://` or `unix://` URL.
+    pub url: String,
+    /// Namespace of every key.
+    pub key_prefix: String,
+    /// Deadline of one operation, connecting included.
+    pub timeout: Duration,
+    /// What a failure turns into.
+    pub on_error: OnError,
+}
+
+/// One rule as the scripts see it: limit, window (µs), burst.
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    limit: u64,
+    window_us: u64,
+    burst: u64,
+}
+
+/// A limiter whose state lives in Redis.
+pub struct RedisStore {
+    client: redis::Client,
+    config: RedisConfig,
+    script: redis::Script,
+    rules: Vec<Rule>,
+    layout: KeyLayout,
+    /// The connection of this process's runtime generation (a forked child
+    /// opens its own).
+    connection: Mutex<Option<(u64, ConnectionManager)>>,
+    breaker: Breaker,
+    allowed: AtomicU64,
+    blocked: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl RedisStore {
+    /// A store for `spec` on the server at `config.url`. Connects lazily.
+    pub fn new(spec: &Spec, config: RedisConfig) -> Result<Self> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| Error::invalid("storage", format!("is not a usable Redis URL: {e}")))?;
+        if config.key_prefix.len() > 64 || config.key_prefix.contains(['{', '}']) {
+            return Err(Error::invalid(
+                "key_prefix",
+                "must be at most 64 bytes and contain no '{' or '}'",
+            ));
+        }
+        let mut rules = Vec::new();
+        for quota in &spec.quotas {
+            let window_us = quota.window() / 1000;
+            let burst = spec.burst.unwrap_or(quota.limit());
+            if quota.window() % 1000 != 0
+                || u128::from(quota.limit()) * u128::from(window_us) >= u128::from(MAX_EXACT)
+                || u128::from(burst) * u128::from(window_us) >= u128::from(MAX_EXACT)
+            {
+                return Err(Error::invalid(
+                    "limit",
+                    format!(
+                        "times the window in microseconds must stay below 2^53 for the \
+                         Redis store (Lua numbers are doubles); {} per {} s is too large",
+                        quota.limit(),
+                        quota.window() / crate::clock::NANOS_PER_SEC
+                    ),
+                ));
+            }
+            rules.push(Rule {
+                limit: quota.limit(),
+                window_us,
+                burst,
+            });
+        }
+        Ok(Self {
+            client,
+            script: script_for(spec.kind),
+            rules,
+            layout: KeyLayout::new(&config.key_prefix, spec),
+            breaker: Breaker::new(),
+            connection: Mutex::new(None),
+            config,
+            allowed: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        })
+    }
+
+    /// The key layout (for tests and documentation).
+    pub fn layout(&self) -> &KeyLayout {
+        &self.layout
+    }
+
+    /// The failure policy.
+    pub fn on_error(&self) -> OnError {
+        self.config.on_error
+    }
+
+    async fn connection(&self) -> std::result::Result<ConnectionManager, StoreError> {
+        let generation = runtime::live_generation().unwrap_or(0);
+        {
+            let slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((g, conn)) = slot.as_ref() {
+                if *g == generation {
+                    return Ok(conn.clone());
+                }
+            }
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.config.timeout))
+            .set_response_timeout(Some(self.config.timeout))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_with_config(self.client.clone(), config)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        let mut slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, old)) = slot.replace((generation, conn.clone())) {
+            if g != generation {
+                // Belongs to a runtime inherited across fork: never touch it.
+                std::mem::forget(old);
+            }
+        }
+        Ok(conn)
+    }
+
+    async fn run_script(
+        &self,
+        mode: &str,
+        key: &[u8],
+        cost: u64,
+        now_us: Option<u64>,
+    ) -> std::result::Result<Decision, StoreError> {
+        let mut conn = self.connection().await?;
+        let mut invocation = self.script.prepare_invoke();
+        for i in 0..self.rules.len() {
+            invocation.key(self.layout.key(key, i));
+        }
+        invocation
+            .arg(mode)
+            .arg(cost)
+            .arg(now_us.map(|n| n.to_string()).unwrap_or_default());
+        for rule in &self.rules {
+            invocation
+                .arg(rule.limit)
+                .arg(rule.window_us)
+                .arg(rule.burst);
+        }
+        let reply: (u64, u64, u64, u64, u64) = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        let (allowed, limit, remaining, reset_us, retry_us) = reply;
+        Ok(Decision {
+            allowed: allowed == 1,
+            limit,
+            remaining,
+            reset_after: reset_us * 1000,
+            retry_after: retry_us * 1000,
+        })
+    }
+
+    /// Runs `op` under the deadline and the breaker.
+    async fn guarded<T, F>(&self, op: F) -> std::result::Result<T, StoreError>
+    where
+        F: std::future::Future<Output = std::result::Result<T, StoreError>>,
+    {
+        if !self.breaker.permits() {
+            self.errors.fetch_add(1, Relaxed);
+            return Err(StoreError(
+                "circuit breaker open: Redis failed repeatedly".into(),
+            ));
+        }
+        let result = match tokio::time::timeout(self.config.timeout, op).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError(format!(
+                "no answer within {} ms",
+                self.config.timeout.as_millis()
+            ))),
+        };
+        match &result {
+            Ok(_) => self.breaker.success(),
+            Err(err) => {
+                self.errors.fetch_add(1, Relaxed);
+                if self.breaker.failure() {
+                    tracing::warn!(error = %err, "Redis failing; circuit breaker opened");
+                    self.spawn_probe();
+                }
+            }
+        }
+        result
+    }
+
+    /// Probes the server off the request path until it answers, then closes
+    /// the breaker.
+    fn spawn_probe(&self) {
+        let Ok((handle, _)) = runtime::handle() else {
+            return;
+        };
+        let client = self.client.clone();
+        let breaker = self.breaker.clone();
+        let timeout = self.config.timeout;
+        handle.spawn(async move {
+            loop {
+                tokio::time::sleep(breaker::PROBE_INTERVAL).await;
+                let ping = async {
+                    let mut conn = client.get_multiplexed_async_connection().await?;
+                    redis::cmd("PING").query_async::<String>(&mut conn).await
+                };
+                if let Ok(Ok(_)) = tokio::time::timeout(timeout, ping).await {
+                    breaker.close();
+                    tracing::warn!("Redis answers again; circuit breaker closed");
+                    return;
+                }
+            }
+        });
+    }
+
+    fn policy(&self, err: StoreError, cost: u64) -> std::result::Result<Decision, StoreError> {
+        let rule = self.rules[0];
+        match self.config.on_error {
+            OnError::Raise => Err(err),
+            OnError::Allow => Ok(Decision {
+                allowed: true,
+                limit: rule.limit,
+                remaining: rule.limit.saturating_sub(cost),
+                reset_after: 0,
+                retry_after: 0,
+            }),
+            OnError::Deny => Ok(Decision {
+                allowed: false,
+                limit: rule.limit,
+                remaining: 0,
+                reset_after: breaker::PROBE_INTERVAL.as_nanos() as u64,
+                retry_after: breaker::PROBE_INTERVAL.as_nanos() as u64,
+            }),
+        }
+    }
+
+    /// Decides a hit of `cost` on `key` (at `now_us` instead of the server's
+    /// clock, for tests), spending it if admitted.
+    pub async fn hit(
+        &self,
+        key: &[u8],
+        cost: u64,
+        now_us: Option<u64>,
+    ) -> std::result::Result<Decision, StoreError> {
+        let decision = match self
+            .guarded(self.run_script("hit", key, cost, now_us))
+            .await
+        {
+            Ok(d) => d,
+            Err(err) => self.policy(err, cost)?,
+        };
+        let counter = if decision.allowed {
+            &self.allowed
+        } else {
+            &self.blocked
+        };
+        counter.fetch_add(1, Relaxed);
+        Ok(decision)
+    }
+
+    /// What a hit of cost 1 would get, spending nothing.
+    pub async fn peek(
+        &self,
+        key: &[u8],
+        now_us: Option<u64>,
+    ) -> std::result::Result<Decision, StoreError> {
+        match self.guarded(self.run_script("peek", key, 1, now_us)).await {
+            Ok(d) => Ok(d),
+            Err(err) => self.policy(err, 1),
+        }
+    }
+
+    /// Deletes `key`'s state; whether it had any.
+    pub async fn reset(&self, key: &[u8]) -> std::result::Result<bool, StoreError> {
+        let keys: Vec<String> = (0..self.rules.len())
+            .map(|i| self.layout.key(key, i))
+            .collect();
+        self.guarded(async {
+            let mut conn = self.connection().await?;
+            let removed: u64 = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| StoreError(e.to_string()))?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    /// Deletes every key of this limiter (its prefix and identity only),
+    /// with SCAN, never KEYS. Returns how many keys went.
+    pub async fn clear(&self) -> std::result::Result<u64, StoreError> {
+        let pattern = self.layout.pattern();
+        let deadline = self.config.timeout.max(Duration::from_secs(10));
+        let work = async {
+            let mut conn = self.connection().await?;
+            let mut cursor: u64 = 0;
+            let mut removed = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| StoreError(e.to_string()))?;
+                if !batch.is_empty() {
+                    let n: u64 = redis::cmd("UNLINK")
+                        .arg(&batch)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| StoreError(e.to_string()))?;
+                    removed += n;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    return Ok(removed);
+                }
+            }
+        };
+        match tokio::time::timeout(deadline, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError("clear did not finish in time".into())),
+        }
+    }
+
+    /// Hits decided here, refused here, and failed Redis operations.
+    pub fn counters(&self) -> (u64, u64, u64) {
+        (
+            self.allowed.load(Relaxed),
+            self.blocked.load(Relaxed),
+            self.errors.load(Relaxed),
+        )
+    }
+
+    /// The circuit breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+}
