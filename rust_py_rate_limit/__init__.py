@@ -18,7 +18,7 @@ from rust_py_rate_limit._native import (
     _quiesce,
 )
 from rust_py_rate_limit.decorators import rate_limit
-from rust_py_rate_limit.exceptions import RateLimitExceeded
+from rust_py_rate_limit.exceptions import RateLimitExceeded, StorageError
 from rust_py_rate_limit.limiter import RateLimiter
 from rust_py_rate_limit.logs import enable_logging
 
@@ -35,6 +35,7 @@ __all__ = [
     "ManualClock",
     "RateLimitExceeded",
     "RateLimiter",
+    "StorageError",
     "__version__",
     "enable_logging",
     "rate_limit",

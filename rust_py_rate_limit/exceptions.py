@@ -7,7 +7,9 @@ into control flow, such as the decorator.
 
 from __future__ import annotations
 
-__all__ = ["RateLimitExceeded"]
+from rust_py_rate_limit._native import StorageError
+
+__all__ = ["RateLimitExceeded", "StorageError"]
 
 
 class RateLimitExceeded(Exception):

@@ -33,6 +33,7 @@ from rust_py_rate_limit._http import (
     check_header_mode,
     rate_limit_headers,
 )
+from rust_py_rate_limit.exceptions import StorageError
 from rust_py_rate_limit.keys import TrustedProxies, client_address
 from rust_py_rate_limit.limiter import RateLimiter
 from rust_py_rate_limit.starlette import RateLimitMiddleware, build_limiter
@@ -56,6 +57,8 @@ class RateLimit:
         trusted_proxies: Proxies whose forwarding headers are believed.
         ipv6_prefix: Key IPv6 clients by this prefix (e.g. 64).
         cost: Units each request spends.
+        storage: ``"memory"`` (default) or a ``redis://`` URL, with
+            ``key_prefix``, ``timeout`` and ``on_error`` as for `RateLimiter`.
     """
 
     def __init__(
@@ -71,15 +74,28 @@ class RateLimit:
         trusted_proxies: Iterable[str] | None = None,
         ipv6_prefix: int | None = None,
         cost: int = 1,
+        storage: str | None = None,
+        key_prefix: str | None = None,
+        timeout: float | None = None,
+        on_error: str | None = None,
     ) -> None:
-        self.limiter = build_limiter(limiter, limit, window_seconds, rate, algorithm)
+        self.limiter = build_limiter(
+            limiter,
+            limit,
+            window_seconds,
+            rate,
+            algorithm,
+            storage=storage,
+            key_prefix=key_prefix,
+            timeout=timeout,
+            on_error=on_error,
+        )
         if key_func is not None and not callable(key_func):
             raise TypeError("key_func must be callable")
         self.key_func = key_func
         self.headers = check_header_mode(headers)
         self.trusted_proxies = TrustedProxies(trusted_proxies)
         self.ipv6_prefix = ipv6_prefix
-        self.limiter.peek("")
         if isinstance(cost, bool) or not isinstance(cost, int):
             raise TypeError(f"cost must be an int, not {type(cost).__name__}")
         self.cost = cost
@@ -102,7 +118,12 @@ class RateLimit:
         template = getattr(route, "path_format", None) or getattr(route, "path", None)
         # Keyed on the route's template, so /items/1 and /items/2 share it.
         key = f"{template or request.url.path}\x00{await self._client(request)}"
-        decision = await self.limiter.adecide(key, self.cost)
+        try:
+            decision = await self.limiter.adecide(key, self.cost)
+        except StorageError:
+            raise HTTPException(
+                status_code=503, detail="Rate limiter unavailable"
+            ) from None
         headers = rate_limit_headers(decision, self.limiter, self.headers)
         if not decision.allowed:
             raise HTTPException(

@@ -10,14 +10,15 @@ trip, no thread hop, no Tokio.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from rust_py_rate_limit._native import Decision, RateLimiterCore
+from rust_py_rate_limit._native import Decision, ManualClock, RateLimiterCore
 from rust_py_rate_limit.exceptions import RateLimitExceeded
-from rust_py_rate_limit.types import CheckResult
+from rust_py_rate_limit.types import AlgorithmName, CheckResult
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -68,6 +69,34 @@ class RateLimiter(RateLimiterCore):
     """
 
     __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def __new__(
+            cls,
+            limit: int | None = None,
+            window_seconds: int | None = None,
+            *,
+            rate: str | Sequence[str] | None = None,
+            algorithm: AlgorithmName = "fixed",
+            burst: int | None = None,
+            clock: ManualClock | None = None,
+            max_keys: int | None = None,
+            on_full: Literal["deny", "allow"] = "deny",
+            cleanup_interval: float | None = None,
+            storage: str = "memory",
+            key_prefix: str = "rust_py_rate_limit",
+            timeout: float = 0.05,
+            on_error: Literal["allow", "deny", "raise"] = "allow",
+        ) -> Self: ...
+
+    else:
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            # A Redis store needs awaitables that really wait on the network.
+            if cls is RateLimiter and kwargs.get("storage") not in (None, "memory"):
+                cls = _RedisRateLimiter
+            return super().__new__(cls, *args, **kwargs)
 
     # -- context managers: leaving stops the janitor ----------------------
 
@@ -140,7 +169,7 @@ class RateLimiter(RateLimiterCore):
         loop = asyncio.get_running_loop()
         deadline = None if limit is None else loop.time() + limit
         while True:
-            decision = self.decide(key, cost)
+            decision = await self.adecide(key, cost)
             if decision.allowed:
                 return True
             delay = decision.retry_after
@@ -186,3 +215,39 @@ class RateLimiter(RateLimiterCore):
         return rate_limit(
             self, key, cost=cost, on_blocked=on_blocked, wait=wait, timeout=timeout
         )
+
+
+# __new__ takes *args/**kwargs only to pick the subclass; show the real ones.
+RateLimiter.__signature__ = inspect.signature(RateLimiterCore)  # type: ignore[attr-defined]
+
+
+class _RedisRateLimiter(RateLimiter):
+    """A `RateLimiter` on a Redis store: its awaitables are Tokio futures
+    that wait on the network without blocking the event loop, and many
+    concurrent ones share one multiplexed connection."""
+
+    __slots__ = ()
+
+    async def aallow(self, key: str, cost: int = 1) -> bool:
+        return (await self._adecide(key, cost)).allowed
+
+    async def acheck(self, key: str, cost: int = 1) -> CheckResult:
+        return (await self._adecide(key, cost)).to_dict()
+
+    async def adecide(self, key: str, cost: int = 1) -> Decision:
+        return await self._adecide(key, cost)
+
+    async def aremaining(self, key: str) -> int:
+        return (await self._apeek(key)).remaining
+
+    async def apeek(self, key: str) -> Decision:
+        return await self._apeek(key)
+
+    async def areset(self, key: str) -> bool:
+        return await self._areset(key)
+
+    async def aclear(self) -> None:
+        await self._aclear()
+
+    async def acleanup_expired(self) -> int:
+        return 0

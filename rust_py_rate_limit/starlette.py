@@ -34,6 +34,7 @@ from rust_py_rate_limit._http import (
     rate_limit_headers,
 )
 from rust_py_rate_limit._native import Decision
+from rust_py_rate_limit.exceptions import StorageError
 from rust_py_rate_limit.keys import TrustedProxies, client_address
 from rust_py_rate_limit.limiter import RateLimiter
 
@@ -85,19 +86,33 @@ def build_limiter(
     window_seconds: int | None,
     rate: str | list[str] | None,
     algorithm: str,
+    **storage: Any,
 ) -> RateLimiter:
-    """The limiter an adapter uses: the one given, or one built from options."""
+    """The limiter an adapter uses: the one given, or one built from options
+    (``storage=`` and its ``key_prefix=``, ``timeout=``, ``on_error=``
+    included, so several workers can share one Redis-backed limit)."""
     if limiter is not None:
         if not isinstance(limiter, RateLimiter):
             raise TypeError(
                 f"limiter must be a RateLimiter, not {type(limiter).__name__}"
             )
-        if limit is not None or window_seconds is not None or rate is not None:
+        given = [limit, window_seconds, rate, *storage.values()]
+        if any(v is not None for v in given):
             raise TypeError(
-                "give either limiter or limit/window_seconds/rate, not both"
+                "give either limiter or limit/window_seconds/rate/storage, not both"
             )
         return limiter
-    return RateLimiter(limit, window_seconds, rate=rate, algorithm=algorithm)  # type: ignore[arg-type]
+    options = {k: v for k, v in storage.items() if v is not None}
+    return RateLimiter(
+        limit,
+        window_seconds,
+        rate=rate,
+        algorithm=algorithm,  # type: ignore[arg-type]
+        **options,
+    )
+
+
+UNAVAILABLE_BODY = b'{"detail": "Rate limiter unavailable"}'
 
 
 def _header(scope: Scope, name: bytes) -> list[str]:
@@ -129,6 +144,10 @@ class RateLimitMiddleware:
             answering a refused request instead of the default 429; the
             rate-limit headers are added to it.
         cost: Units each request spends.
+        storage: ``"memory"`` (default) or a ``redis://`` URL, so that several
+            workers share one limit; with ``key_prefix``, ``timeout`` and
+            ``on_error`` as for `RateLimiter`. A storage failure never
+            escapes: with ``on_error="raise"`` the request gets a 503.
     """
 
     def __init__(
@@ -148,9 +167,23 @@ class RateLimitMiddleware:
         exempt_options: bool = True,
         on_blocked: OnBlocked | None = None,
         cost: int = 1,
+        storage: str | None = None,
+        key_prefix: str | None = None,
+        timeout: float | None = None,
+        on_error: str | None = None,
     ) -> None:
         self.app = app
-        self.limiter = build_limiter(limiter, limit, window_seconds, rate, algorithm)
+        self.limiter = build_limiter(
+            limiter,
+            limit,
+            window_seconds,
+            rate,
+            algorithm,
+            storage=storage,
+            key_prefix=key_prefix,
+            timeout=timeout,
+            on_error=on_error,
+        )
         if key_func is not None and not callable(key_func):
             raise TypeError("key_func must be callable")
         if on_blocked is not None and not callable(on_blocked):
@@ -164,7 +197,7 @@ class RateLimitMiddleware:
         self.exempt_options = bool(exempt_options)
         self.on_blocked = on_blocked
         # Fail at start-up, not on the first request.
-        self.limiter.peek("")
+        self.limiter.capacity  # noqa: B018
         if isinstance(cost, bool) or not isinstance(cost, int):
             raise TypeError(f"cost must be an int, not {type(cost).__name__}")
         if not 1 <= cost <= self.limiter.capacity:
@@ -212,7 +245,21 @@ class RateLimitMiddleware:
             request = request or Request(scope, receive)
             result: Any = self.key_func(request)
             key = await result if inspect.isawaitable(result) else result
-        decision = await self.limiter.adecide(key, self.cost)
+        try:
+            decision = await self.limiter.adecide(key, self.cost)
+        except StorageError:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(UNAVAILABLE_BODY)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})
+            return
         extra = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in rate_limit_headers(decision, self.limiter, self.headers)

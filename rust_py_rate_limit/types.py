@@ -53,6 +53,9 @@ class Stats(TypedDict):
             ``cleanup_expired()``, or making room under ``max_keys``).
         cleanup_runs: Sweeps completed (janitor runs and
             ``cleanup_expired()`` calls).
+        storage_errors: Failed storage operations (Redis only).
+        breaker: The Redis circuit breaker, ``"closed"`` or ``"open"``
+            (always ``"closed"`` for the memory store).
     """
 
     allowed: int
@@ -62,3 +65,5 @@ class Stats(TypedDict):
     rejected_full: int
     expired_removed: int
     cleanup_runs: int
+    storage_errors: int
+    breaker: str

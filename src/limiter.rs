@@ -145,6 +145,8 @@ pub trait Limiter: Send + Sync {
     fn record_sweep(&self, removed: usize);
     /// The largest cost a single hit can ever be admitted with.
     fn capacity(&self) -> u64;
+    /// Checks that `cost` is one a hit could ever be admitted with.
+    fn validate_cost(&self, cost: u64) -> Result<()>;
 }
 
 impl<A: Algorithm> Limiter for MemoryStore<A> {
@@ -178,6 +180,9 @@ impl<A: Algorithm> Limiter for MemoryStore<A> {
     }
     fn capacity(&self) -> u64 {
         self.algorithm().capacity()
+    }
+    fn validate_cost(&self, cost: u64) -> Result<()> {
+        MemoryStore::validate_cost(self, cost)
     }
 }
 

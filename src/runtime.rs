@@ -32,7 +32,7 @@ pub fn handle() -> std::io::Result<(Handle, u64)> {
         .worker_threads(1)
         .max_blocking_threads(1)
         .thread_name("rust-py-rate-limit")
-        .enable_time()
+        .enable_all()
         .build()?;
     // Leaked on purpose: the runtime lives as long as the process, and a
     // stale one (inherited across fork) must never be dropped.

@@ -1,6 +1,7 @@
 //! The one mapping from core errors to Python exceptions.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::PyErr;
 
 use crate::Error;
@@ -14,3 +15,10 @@ impl From<Error> for PyErr {
         }
     }
 }
+
+create_exception!(
+    rust_py_rate_limit._native,
+    StorageError,
+    PyException,
+    "The storage backend (Redis) failed and the limiter's on_error is 'raise'."
+);

@@ -12,11 +12,15 @@ use super::args::{key_bytes, positive_int, seconds_to_nanos};
 use super::clock::PyManualClock;
 use super::decision::{check_dict, PyDecision};
 use crate::algorithm::Decision;
-use crate::clock::{AnyClock, NANOS_PER_SEC};
+use crate::clock::{AnyClock, Clock, NANOS_PER_SEC};
 use crate::janitor::Janitor;
 use crate::limiter::{memory_limiter, AlgorithmKind, Limiter, Spec};
 use crate::rate::{parse_rates, Quota};
+use crate::runtime;
+use crate::store::redis::{OnError, RedisConfig, RedisStore, StoreError};
 use crate::store::{OnFull, SweepCursor, SWEEP_CHUNK};
+
+use super::bridge;
 
 /// The native half of `rust_py_rate_limit.RateLimiter`: every decision and
 /// all state. The Python subclass adds the awaitable twins, the decorator and
@@ -31,6 +35,10 @@ pub struct PyRateLimiter {
     inner: Arc<dyn Limiter>,
     spec: Spec,
     janitor: Mutex<Option<Janitor>>,
+    /// The Redis store, when `storage` names one; `inner` is then unused
+    /// state of the same shape.
+    remote: Option<Arc<RedisStore>>,
+    clock: AnyClock,
 }
 
 impl PyRateLimiter {
@@ -46,7 +54,48 @@ impl PyRateLimiter {
     #[inline]
     fn hit(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
         let cost = Self::cost(cost)?;
+        if let Some(remote) = &self.remote {
+            return self.remote_hit(key.py(), remote, key_bytes(key)?.into_owned(), cost);
+        }
         Ok(self.inner.hit(&key_bytes(key)?, cost)?)
+    }
+
+    /// The clock of a ManualClock limiter, in microseconds, for the Redis
+    /// scripts; None means the Redis server's clock.
+    fn remote_now(&self) -> Option<u64> {
+        match &self.clock {
+            AnyClock::Manual(clock) => Some(clock.now() / 1000),
+            AnyClock::Monotonic => None,
+        }
+    }
+
+    #[cold]
+    fn remote_hit(
+        &self,
+        py: Python<'_>,
+        remote: &Arc<RedisStore>,
+        key: Vec<u8>,
+        cost: u64,
+    ) -> PyResult<Decision> {
+        self.inner.validate_cost(cost)?;
+        let now = self.remote_now();
+        block_on(py, remote.hit(&key, cost, now))
+    }
+
+    fn peek_decision(&self, key: &Bound<'_, PyAny>) -> PyResult<Decision> {
+        match &self.remote {
+            Some(remote) => {
+                let bytes = key_bytes(key)?.into_owned();
+                block_on(key.py(), remote.peek(&bytes, self.remote_now()))
+            }
+            None => Ok(self.inner.peek(&key_bytes(key)?)),
+        }
+    }
+
+    fn remote(&self) -> PyResult<&Arc<RedisStore>> {
+        self.remote
+            .as_ref()
+            .ok_or_else(|| PyRuntimeError::new_err("this limiter has no Redis store"))
     }
 
     fn first(&self) -> &Quota {
@@ -70,6 +119,41 @@ impl PyRateLimiter {
         // Replacing a running janitor stops it.
         *self.janitor() = Some(janitor);
         Ok(())
+    }
+}
+
+/// Runs a Redis operation to completion without the GIL.
+fn block_on<T: Send>(
+    py: Python<'_>,
+    fut: impl std::future::Future<Output = Result<T, StoreError>> + Send,
+) -> PyResult<T> {
+    let (handle, _) = runtime::handle()
+        .map_err(|e| PyRuntimeError::new_err(format!("could not start the Tokio runtime: {e}")))?;
+    py.detach(|| handle.block_on(fut)).map_err(storage_error)
+}
+
+fn storage_error(err: StoreError) -> PyErr {
+    super::errors::StorageError::new_err(err.to_string())
+}
+
+fn on_error_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<OnError> {
+    let Some(obj) = none_if_absent(obj) else {
+        return Ok(OnError::Allow);
+    };
+    match obj
+        .cast::<PyString>()
+        .ok()
+        .map(|s| s.to_cow())
+        .transpose()?
+        .as_deref()
+    {
+        Some("allow") => Ok(OnError::Allow),
+        Some("deny") => Ok(OnError::Deny),
+        Some("raise") => Ok(OnError::Raise),
+        _ => Err(PyValueError::new_err(format!(
+            "on_error must be 'allow', 'deny' or 'raise', got {}",
+            obj.repr()?
+        ))),
     }
 }
 
@@ -145,7 +229,11 @@ impl PyRateLimiter {
         max_keys = None,
         on_full = None,
         cleanup_interval = None,
-    ), text_signature = "(limit=None, window_seconds=None, *, rate=None, algorithm='fixed', burst=None, clock=None, max_keys=None, on_full='deny', cleanup_interval=None)")]
+        storage = None,
+        key_prefix = None,
+        timeout = None,
+        on_error = None,
+    ), text_signature = "(limit=None, window_seconds=None, *, rate=None, algorithm='fixed', burst=None, clock=None, max_keys=None, on_full='deny', cleanup_interval=None, storage='memory', key_prefix='rust_py_rate_limit', timeout=0.05, on_error='allow')")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: Option<&Bound<'_, PyAny>>,
@@ -157,6 +245,10 @@ impl PyRateLimiter {
         max_keys: Option<&Bound<'_, PyAny>>,
         on_full: Option<&Bound<'_, PyAny>>,
         cleanup_interval: Option<&Bound<'_, PyAny>>,
+        storage: Option<&Bound<'_, PyAny>>,
+        key_prefix: Option<&Bound<'_, PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+        on_error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let (limit, window_seconds, rate) = (
             none_if_absent(limit),
@@ -229,11 +321,70 @@ impl PyRateLimiter {
             },
         };
         let spec = Spec::new(kind, quotas, burst)?.with_max_keys(max_keys, on_full)?;
-        let inner = memory_limiter(&spec, clock_from(clock)?);
+        let clock = clock_from(clock)?;
+        let remote = match none_if_absent(storage) {
+            None => None,
+            Some(obj) => {
+                let Ok(url) = obj.cast::<PyString>() else {
+                    return Err(PyTypeError::new_err(format!(
+                        "storage must be 'memory' or a redis:// URL, not {}",
+                        obj.get_type().name()?
+                    )));
+                };
+                let url = url.to_str()?;
+                if url == "memory" {
+                    None
+                } else {
+                    let key_prefix = match none_if_absent(key_prefix) {
+                        None => "rust_py_rate_limit".to_owned(),
+                        Some(p) => p
+                            .cast::<PyString>()
+                            .map_err(|_| PyTypeError::new_err("key_prefix must be a str"))?
+                            .to_str()?
+                            .to_owned(),
+                    };
+                    let timeout = match none_if_absent(timeout) {
+                        None => Duration::from_millis(50),
+                        Some(t) => match seconds_to_nanos(t, "timeout")? {
+                            0 => return Err(PyValueError::new_err("timeout must be positive")),
+                            n => Duration::from_nanos(n),
+                        },
+                    };
+                    let config = RedisConfig {
+                        url: url.to_owned(),
+                        key_prefix,
+                        timeout,
+                        on_error: on_error_from(on_error)?,
+                    };
+                    if spec.max_keys.is_some() {
+                        return Err(PyValueError::new_err(
+                            "max_keys applies to the memory store (Redis keys expire by TTL)",
+                        ));
+                    }
+                    Some(Arc::new(RedisStore::new(&spec, config)?))
+                }
+            }
+        };
+        if remote.is_none() {
+            for (name, obj) in [
+                ("key_prefix", key_prefix),
+                ("timeout", timeout),
+                ("on_error", on_error),
+            ] {
+                if none_if_absent(obj).is_some() {
+                    return Err(PyValueError::new_err(format!(
+                        "{name} only applies to a Redis storage"
+                    )));
+                }
+            }
+        }
+        let inner = memory_limiter(&spec, clock.clone());
         let limiter = Self {
             inner,
             spec,
             janitor: Mutex::new(None),
+            remote,
+            clock,
         };
         if let Some(interval) = none_if_absent(cleanup_interval) {
             limiter
@@ -272,22 +423,32 @@ impl PyRateLimiter {
 
     /// Units `key` can still spend now; spends nothing.
     fn remaining(&self, key: &Bound<'_, PyAny>) -> PyResult<u64> {
-        Ok(self.inner.peek(&key_bytes(key)?).remaining)
+        Ok(self.peek_decision(key)?.remaining)
     }
 
     /// What a hit of cost 1 on `key` would get now; spends nothing.
     fn peek(&self, key: &Bound<'_, PyAny>) -> PyResult<PyDecision> {
-        Ok(PyDecision::new(self.inner.peek(&key_bytes(key)?)))
+        Ok(PyDecision::new(self.peek_decision(key)?))
     }
 
     /// Drops `key`'s state; returns whether it had any.
     fn reset(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(self.inner.reset(&key_bytes(key)?))
+        let bytes = key_bytes(key)?;
+        match &self.remote {
+            Some(remote) => block_on(key.py(), remote.reset(&bytes)),
+            None => Ok(self.inner.reset(&bytes)),
+        }
     }
 
     /// Drops every key's state (the counters of `stats()` are kept).
-    fn clear(&self, py: Python<'_>) {
-        py.detach(|| self.inner.clear());
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.remote {
+            Some(remote) => block_on(py, remote.clear()).map(|_| ()),
+            None => {
+                py.detach(|| self.inner.clear());
+                Ok(())
+            }
+        }
     }
 
     /// Removes keys whose state has expired; returns how many.
@@ -297,7 +458,12 @@ impl PyRateLimiter {
 
     /// Activity counters.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.stats();
+        let mut s = self.inner.stats();
+        let (mut errors, mut breaker) = (0, "closed");
+        if let Some(remote) = &self.remote {
+            (s.allowed, s.blocked, errors) = remote.counters();
+            breaker = remote.breaker_state().name();
+        }
         let dict = PyDict::new(py);
         dict.set_item(intern!(py, "allowed"), s.allowed)?;
         dict.set_item(intern!(py, "blocked"), s.blocked)?;
@@ -306,6 +472,8 @@ impl PyRateLimiter {
         dict.set_item(intern!(py, "rejected_full"), s.rejected_full)?;
         dict.set_item(intern!(py, "expired_removed"), s.expired_removed)?;
         dict.set_item(intern!(py, "cleanup_runs"), s.cleanup_runs)?;
+        dict.set_item(intern!(py, "storage_errors"), errors)?;
+        dict.set_item(intern!(py, "breaker"), breaker)?;
         Ok(dict)
     }
 
@@ -359,6 +527,77 @@ impl PyRateLimiter {
     #[getter]
     fn cleanup_interval(&self) -> Option<f64> {
         self.janitor().as_ref().map(|j| j.interval().as_secs_f64())
+    }
+
+    /// Awaitable decision on the Redis store (a Tokio future).
+    #[pyo3(signature = (key, cost = None), text_signature = "(self, key, cost=1)")]
+    fn _adecide<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        cost: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let cost = Self::cost(cost)?;
+        self.inner.validate_cost(cost)?;
+        let remote = self.remote()?.clone();
+        let bytes = key_bytes(key)?.into_owned();
+        let now = self.remote_now();
+        bridge::future_into_py(key.py(), async move {
+            remote
+                .hit(&bytes, cost, now)
+                .await
+                .map(PyDecision::new)
+                .map_err(storage_error)
+        })
+    }
+
+    /// Awaitable peek on the Redis store.
+    fn _apeek<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let remote = self.remote()?.clone();
+        let bytes = key_bytes(key)?.into_owned();
+        let now = self.remote_now();
+        bridge::future_into_py(key.py(), async move {
+            remote
+                .peek(&bytes, now)
+                .await
+                .map(PyDecision::new)
+                .map_err(storage_error)
+        })
+    }
+
+    /// Awaitable reset on the Redis store.
+    fn _areset<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let remote = self.remote()?.clone();
+        let bytes = key_bytes(key)?.into_owned();
+        bridge::future_into_py(key.py(), async move {
+            remote.reset(&bytes).await.map_err(storage_error)
+        })
+    }
+
+    /// Awaitable clear on the Redis store.
+    fn _aclear<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let remote = self.remote()?.clone();
+        bridge::future_into_py(py, async move {
+            remote.clear().await.map(|_| ()).map_err(storage_error)
+        })
+    }
+
+    /// `"memory"`, or `"redis"` for a Redis store.
+    #[getter]
+    fn storage(&self) -> &'static str {
+        if self.remote.is_some() {
+            "redis"
+        } else {
+            "memory"
+        }
+    }
+
+    /// The Redis keys of `key`, one per rule (Redis store only).
+    fn _redis_keys(&self, key: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        let remote = self.remote()?;
+        let bytes = key_bytes(key)?;
+        Ok((0..self.spec.quotas.len())
+            .map(|i| remote.layout().key(&bytes, i))
+            .collect())
     }
 
     /// The key bound, or None when unbounded.

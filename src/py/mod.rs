@@ -24,6 +24,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bridge::_quiesce, m)?)?;
     m.add_function(wrap_pyfunction!(_install_logging, m)?)?;
     m.add_function(wrap_pyfunction!(_drain_logs, m)?)?;
+    m.add("StorageError", m.py().get_type::<errors::StorageError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -210,6 +210,8 @@ def test_cancelled_acquire_leaves_nothing_behind() -> None:
         "rejected_full": 0,
         "expired_removed": 0,
         "cleanup_runs": 0,
+        "storage_errors": 0,
+        "breaker": "closed",
     }
 
 

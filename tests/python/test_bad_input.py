@@ -83,6 +83,8 @@ def test_cost_below_one_is_value_error(method: str, cost: int) -> None:
         "rejected_full": 0,
         "expired_removed": 0,
         "cleanup_runs": 0,
+        "storage_errors": 0,
+        "breaker": "closed",
     }
 
 

@@ -56,6 +56,8 @@ def test_eight_threads_on_one_key_admit_exactly_the_limit(round_: int) -> None:
         "rejected_full": 0,
         "expired_removed": 0,
         "cleanup_runs": 0,
+        "storage_errors": 0,
+        "breaker": "closed",
     }
 
 

@@ -117,6 +117,8 @@ def test_stats_counts() -> None:
         "rejected_full": 0,
         "expired_removed": 0,
         "cleanup_runs": 0,
+        "storage_errors": 0,
+        "breaker": "closed",
     }
 
 

@@ -1,0 +1,462 @@
+"""The Redis store: same decisions as the memory store, atomic, bounded keys,
+TTLs, failure policy. Needs a Redis server (RUST_PY_RATE_LIMIT_REDIS_URL,
+default redis://127.0.0.1:6379/15); .ci/run starts one when none answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from rust_py_rate_limit import ManualClock, RateLimiter, StorageError
+
+URL = os.environ.get("RUST_PY_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:6379/15")
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "decisions.json"
+
+
+@pytest.fixture(scope="module")
+def server() -> redis.Redis:
+    client = redis.Redis.from_url(URL)
+    client.ping()
+    return client
+
+
+@pytest.fixture
+def prefix(server: redis.Redis) -> Iterator[str]:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    yield name
+    for key in server.scan_iter(match=f"{name}:*"):
+        server.delete(key)
+
+
+def limiter(prefix: str, *args: Any, **kwargs: Any) -> RateLimiter:
+    return RateLimiter(*args, storage=URL, key_prefix=prefix, **kwargs)
+
+
+def test_basic_decisions_and_methods(prefix: str) -> None:
+    lim = limiter(prefix, 3, 60)
+    assert lim.storage == "redis"
+    assert [lim.allow("k") for _ in range(4)] == [True, True, True, False]
+    assert lim.check("k") == {
+        "allowed": False,
+        "limit": 3,
+        "remaining": 0,
+        "reset_after_seconds": 60,
+        "retry_after_seconds": 60,
+    }
+    assert lim.remaining("k") == 0
+    assert lim.remaining("other") == 3
+    assert lim.reset("k") is True
+    assert lim.reset("k") is False
+    assert lim.allow("k", cost=3) is True
+    stats = lim.stats()
+    assert (stats["allowed"], stats["blocked"], stats["storage_errors"]) == (4, 2, 0)
+    assert stats["breaker"] == "closed"
+
+
+def scaled_case(
+    case: dict[str, Any],
+) -> tuple[list[tuple[int, int]], list[dict[str, Any]]]:
+    """The vectors are in nanoseconds; Redis works in microseconds. The
+    arithmetic is the same in any time unit, so run each vector with one
+    nanosecond of it as one microsecond: windows x1000, times x1000."""
+    limits = [(limit, window * 1000) for limit, window in case["limits"]]
+    return limits, case["steps"]
+
+
+CASES = json.loads(VECTORS.read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_shared_vectors_on_redis(case: dict[str, Any], prefix: str) -> None:
+    limits, steps = scaled_case(case)
+    clock = ManualClock()
+    clock.advance(1_000)  # any origin: decisions depend on differences
+    if len(limits) == 1:
+        (limit, window), *_ = limits
+        lim = limiter(
+            prefix,
+            limit,
+            window,
+            algorithm=case["algorithm"],
+            burst=case["burst"],
+            clock=clock,
+        )
+    else:
+        rate = ";".join(f"{limit}/{window}s" for limit, window in limits)
+        lim = limiter(prefix, rate=rate, algorithm=case["algorithm"], clock=clock)
+    now_us = 0
+    for i, step in enumerate(steps):
+        clock.advance((step["at_ns"] - now_us) / 1e6)
+        now_us = step["at_ns"]
+        d = lim.decide("key", step["cost"])
+        got = (
+            d.allowed,
+            d.remaining,
+            d.retry_after_ns // 1000,
+            d.reset_after_ns // 1000,
+        )
+        want = (
+            step["allowed"],
+            step["remaining"],
+            step["retry_after_ns"],
+            step["reset_after_ns"],
+        )
+        assert got == want, f"step {i}"
+
+
+@pytest.mark.parametrize(
+    "algorithm", ["fixed", "sliding", "sliding_log", "token_bucket", "gcra"]
+)
+def test_refusals_write_nothing_and_writes_expire(
+    algorithm: str, prefix: str, server: redis.Redis
+) -> None:
+    clock = ManualClock()
+    lim = limiter(prefix, 2, 10, algorithm=algorithm, clock=clock)
+    assert lim.allow("k", cost=2)
+    (key,) = lim._redis_keys("k")
+    ttl = server.pttl(key)
+    assert 0 < ttl <= 2 * 10_000
+    dump = server.dump(key)
+    assert lim.allow("k") is False
+    assert server.dump(key) == dump, "a refused hit wrote nothing"
+    assert server.pttl(key) <= ttl
+
+
+def test_keys_are_bounded_and_tagged(prefix: str) -> None:
+    lim = limiter(prefix, rate="1/second;5/minute")
+    for key in ["", "{x}", "*", "\x00", "ключ", "x" * (1 << 20)]:
+        a, b = lim._redis_keys(key)
+        assert len(a) <= 128
+        assert a.startswith(prefix + ":")
+        tag = a[a.index("{") : a.index("}") + 1]
+        assert b[b.index("{") : b.index("}") + 1] == tag
+        assert lim.allow(key)
+
+
+def test_compound_is_all_or_nothing_on_redis(prefix: str) -> None:
+    clock = ManualClock()
+    lim = limiter(prefix, rate="2/second;3/minute", clock=clock)
+    assert [lim.allow("k") for _ in range(3)] == [True, True, False]
+    clock.advance(1)
+    assert lim.allow("k")
+    blocked = lim.check("k")
+    assert (blocked["allowed"], blocked["limit"], blocked["retry_after_seconds"]) == (
+        False,
+        3,
+        59,
+    )
+    clock.advance(59)
+    assert lim.allow("k", cost=2), "the refusals spent nothing per second"
+
+
+def test_clear_removes_only_this_limiter(prefix: str, server: redis.Redis) -> None:
+    a = limiter(prefix, 5, 60)
+    b = limiter(prefix, 5, 60, algorithm="gcra")
+    for i in range(50):
+        a.allow(f"k{i}")
+        b.allow(f"k{i}")
+    a.clear()
+    assert a.remaining("k1") == 5
+    assert b.remaining("k1") == 4
+    assert sum(1 for _ in server.scan_iter(match=f"{prefix}:*")) == 50
+
+
+def test_two_processes_share_one_limit(prefix: str) -> None:
+    script = textwrap.dedent(
+        f"""
+        from rust_py_rate_limit import RateLimiter
+        lim = RateLimiter(50, 60, storage={URL!r}, key_prefix={prefix!r})
+        print(sum(lim.allow("shared") for _ in range(40)))
+        """
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    admitted = [int(p.communicate(timeout=60)[0]) for p in procs]
+    assert sum(admitted) == 50
+
+
+def test_awaitables_pipeline_on_one_connection(prefix: str) -> None:
+    lim = limiter(prefix, 100, 60)
+
+    async def main() -> list[bool]:
+        return list(await asyncio.gather(*(lim.aallow("k") for _ in range(150))))
+
+    results = asyncio.run(main())
+    assert results.count(True) == 100
+    assert asyncio.run(lim.acheck("k"))["allowed"] is False
+    assert asyncio.run(lim.aremaining("k")) == 0
+    assert asyncio.run(lim.areset("k")) is True
+    assert asyncio.run(lim.acquire("k", timeout=0)) is True
+
+
+def test_threads_share_exactly(prefix: str) -> None:
+    lim = limiter(prefix, 300, 60)
+    admitted = [0] * 4
+
+    def work(i: int) -> None:
+        admitted[i] = sum(lim.allow("hot") for _ in range(100))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(admitted) == 300
+
+
+# -- failures ------------------------------------------------------------------
+
+
+class Silent:
+    """A TCP server that accepts connections and never answers (a paused Redis)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[Silent]:
+    server = Silent()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("on_error", ["allow", "deny", "raise"])
+def test_failure_policy_on_a_paused_server(on_error: str, silent: Silent) -> None:
+    lim = RateLimiter(
+        5,
+        60,
+        storage=f"redis://127.0.0.1:{silent.port}/0",
+        timeout=0.05,
+        on_error=on_error,  # type: ignore[arg-type]
+    )
+    start = time.monotonic()
+    if on_error == "raise":
+        with pytest.raises(StorageError, match="redis"):
+            lim.allow("k")
+    else:
+        assert lim.allow("k") is (on_error == "allow")
+    assert time.monotonic() - start < 1.0, "the deadline is enforced"
+    assert lim.stats()["storage_errors"] >= 1
+
+
+def test_breaker_opens_and_answers_without_the_network() -> None:
+    lim = RateLimiter(
+        5, 60, storage="redis://127.0.0.1:1/0", timeout=0.05, on_error="deny"
+    )
+    for _ in range(3):
+        assert lim.allow("k") is False
+    assert lim.stats()["breaker"] == "open"
+    start = time.perf_counter()
+    for _ in range(100):
+        assert lim.allow("k") is False
+    assert (time.perf_counter() - start) / 100 < 0.001
+    blocked = lim.check("k")
+    assert blocked["retry_after_seconds"] >= 1
+
+
+def test_breaker_recovers_when_the_server_answers(prefix: str) -> None:
+    # A server that is briefly unreachable: point at a port, then open it.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    lim = RateLimiter(5, 60, storage=f"redis://127.0.0.1:{port}/0", timeout=0.05)
+    for _ in range(3):
+        assert lim.allow("k") is True  # on_error="allow" by default
+    assert lim.stats()["breaker"] == "open"
+    proxy = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while lim.stats()["breaker"] != "closed" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lim.stats()["breaker"] == "closed"
+        assert [lim.allow("k") for _ in range(6)] == [True] * 5 + [False]
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "name"),
+    [
+        ({"storage": 5}, TypeError, "storage"),
+        ({"storage": "nope://x"}, ValueError, "storage"),
+        ({"storage": URL, "on_error": "maybe"}, ValueError, "on_error"),
+        ({"storage": URL, "timeout": 0}, ValueError, "timeout"),
+        ({"storage": URL, "key_prefix": "a{b}"}, ValueError, "key_prefix"),
+        ({"storage": URL, "max_keys": 5}, ValueError, "max_keys"),
+        ({"on_error": "deny"}, ValueError, "on_error"),
+    ],
+)
+def test_bad_redis_options(options: dict[str, Any], error: type, name: str) -> None:
+    with pytest.raises(error, match=name):
+        RateLimiter(5, 60, **options)
+
+
+def test_limits_too_large_for_lua_numbers() -> None:
+    with pytest.raises(ValueError, match="2\\^53"):
+        RateLimiter(10**9, 10**6, storage=URL)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_forked_child_opens_its_own_connection(prefix: str) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os
+        from rust_py_rate_limit import RateLimiter
+        lim = RateLimiter(10, 60, storage={URL!r}, key_prefix={prefix!r})
+        assert lim.allow("k")
+        pid = os.fork()
+        if pid == 0:
+            ok = lim.allow("k") and asyncio.run(lim.aallow("k"))
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        assert lim.remaining("k") == 7
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+# -- adapters -------------------------------------------------------------------
+
+
+def test_middleware_shares_a_redis_limit_across_apps(prefix: str) -> None:
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    from rust_py_rate_limit.fastapi import RateLimitMiddleware
+
+    def app() -> FastAPI:
+        application = FastAPI()
+
+        @application.get("/")
+        def home() -> dict[str, bool]:
+            return {"ok": True}
+
+        application.add_middleware(
+            RateLimitMiddleware,
+            limit=3,
+            window_seconds=60,
+            storage=URL,
+            key_prefix=prefix,
+        )
+        return application
+
+    # Two "workers": separate apps and limiters, one Redis.
+    one, two = TestClient(app()), TestClient(app())
+    codes = [client.get("/").status_code for client in (one, two, one, two)]
+    assert sorted(codes) == [200, 200, 200, 429]
+
+
+def test_middleware_never_lets_a_storage_error_escape() -> None:
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    from rust_py_rate_limit.fastapi import RateLimit, RateLimitMiddleware
+
+    application = FastAPI()
+
+    @application.get("/")
+    def home() -> dict[str, bool]:
+        return {"ok": True}
+
+    from fastapi import Depends
+
+    @application.get(
+        "/route",
+        dependencies=[
+            Depends(
+                RateLimit("5/minute", storage="redis://127.0.0.1:1/0", on_error="raise")
+            )
+        ],
+    )
+    def route() -> dict[str, bool]:
+        return {"ok": True}
+
+    application.add_middleware(
+        RateLimitMiddleware,
+        limit=3,
+        window_seconds=60,
+        storage="redis://127.0.0.1:1/0",
+        on_error="raise",
+        exempt=["/route"],
+    )
+    client = TestClient(application)
+    r = client.get("/")
+    assert (r.status_code, r.json()) == (503, {"detail": "Rate limiter unavailable"})
+    r = client.get("/route")
+    assert (r.status_code, r.json()) == (503, {"detail": "Rate limiter unavailable"})
+
+
+def test_redis_example_app(prefix: str) -> None:
+    import importlib.util
+
+    from starlette.testclient import TestClient
+
+    os.environ["RATE_LIMIT_PREFIX"] = prefix
+    os.environ["REDIS_URL"] = URL
+    try:
+        path = Path(__file__).resolve().parents[2] / "examples" / "redis_fastapi.py"
+        spec = importlib.util.spec_from_file_location("redis_fastapi", path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        del os.environ["RATE_LIMIT_PREFIX"], os.environ["REDIS_URL"]
+    client = TestClient(module.app)
+    codes = [client.get("/api/users").status_code for _ in range(6)]
+    assert codes == [200] * 5 + [429]
+    assert client.get("/stats").json()["limiter"]["blocked"] == 1
