@@ -13,9 +13,20 @@
 ``--suite algorithms``: ``benches/algorithms.py`` in this interpreter (each of
 our algorithms against our fixed window, and each peer against our same
 algorithm); prints its tables and targets; writes
-``benches/results/latest-algorithms.json``. ``--suite all`` runs both.
+``benches/results/latest-algorithms.json``.
 
-    .venv/bin/python benches/run.py [--suite core|algorithms|all] [--quick] [--strict]
+``--suite async``: ``benches/async_suite.py`` (awaitable twins in a running
+loop, the expired-key sweep and allow() latency during it, max_keys set vs
+unset); writes ``benches/results/latest-async.json``.
+
+``--suite http``: ``benches/http_suite.py`` (FastAPI and Flask apps driven
+in-process through ASGI / WSGI calls: no limiting vs our middleware /
+extension vs slowapi / Flask-Limiter); writes
+``benches/results/latest-http.json``.
+
+``--suite all`` runs the four, one after the other.
+
+    .venv/bin/python benches/run.py [--suite core|algorithms|async|http|all] [--quick]
 """
 
 from __future__ import annotations
@@ -34,12 +45,16 @@ from pathlib import Path
 from typing import Any
 
 import algorithms as algo
+import async_suite as aio
+import http_suite as web
 import scenarios as core
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = Path("benches")  # all paths below are relative to ROOT (the cwd)
 SCENARIOS = BENCHES / "scenarios.py"
 ALGORITHMS = BENCHES / "algorithms.py"
+ASYNC = BENCHES / "async_suite.py"
+HTTP = BENCHES / "http_suite.py"
 RESULTS = BENCHES / "results"
 REQUIREMENTS = BENCHES / "requirements.txt"
 VENV_031 = Path(".venv-bench-031")
@@ -55,11 +70,13 @@ RELABEL_031 = {
 }
 ROWS = MAIN_IMPLS + list(RELABEL_031.values())
 TIMED = ["hot", "over", "keys100k", "newkeys", "threads4"]
-SUITES = ("core", "algorithms", "all")
+SUITES = ("core", "algorithms", "async", "http", "all")
 # Import names of the peers each suite needs (from benches/requirements.txt).
 PEER_MODULES = {
     "core": ["limits", "token_bucket"],
     "algorithms": ["limits", "throttled", "pyrate_limiter"],
+    "async": [],
+    "http": ["slowapi", "flask_limiter"],
 }
 
 
@@ -505,6 +522,322 @@ def algo_report(data: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------
+# The async suite (benches/async_suite.py)
+# --------------------------------------------------------------------------
+
+
+def _ns_text(ns: float | None) -> str:
+    if ns is None:
+        return "—"
+    return f"{ns:,.0f}" if ns >= 100 else f"{ns:.1f}"
+
+
+def _us_text(ns: float | None) -> str:
+    if ns is None:
+        return "—"
+    us = ns / 1000
+    return f"{us:,.0f}" if us >= 100 else f"{us:.2f}" if us < 10 else f"{us:.1f}"
+
+
+def _ratio_text(ratio: float | None) -> str:
+    return "—" if ratio is None else f"{ratio:.2f}x"
+
+
+def async_twins_table(data: dict[str, Any]) -> str:
+    lines = ["| row | what | ns/call | x vs | vs |", "|---|---|---|---|---|"]
+    for name, row in aio.ROWS.items():
+        if "twins" not in row.scenarios:
+            continue
+        ns = _get(data, "twins", name, "median_ns")
+        if ns is None:
+            continue
+        ratio = _get(data, "twins", name, "ratio_vs") if row.vs else None
+        lines.append(
+            f"| {name} | {row.what} | {_ns_text(ns)} | {_ratio_text(ratio)} "
+            f"| {row.vs or '—'} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def async_sweep_table(data: dict[str, Any]) -> str:
+    scn = data["scenarios"].get("sweep")
+    res = (scn or {}).get("results", {}).get("sweep")
+    if not res:
+        return ""
+    repeats = len(res["samples"])
+    return "\n".join(
+        [
+            "| keys removed | total | per key | chunks | longest chunk (lock hold) "
+            f"| worst of {repeats} |",
+            "|---|---|---|---|---|---|",
+            f"| {res['removed']:,} | {res['total_ms']:,.1f} ms "
+            f"| {res['ns_per_key']:.0f} ns | {res['chunks']:,.0f} "
+            f"| {res['longest_chunk_us']:,.0f} µs "
+            f"| {res['longest_chunk_us_max']:,.0f} µs |",
+        ]
+    )
+
+
+def async_latency_table(data: dict[str, Any]) -> str:
+    scn = data["scenarios"].get("latency")
+    if not scn or not scn["results"]:
+        return ""
+    lines = [
+        "| main thread meanwhile | calls | p50 | p99 | p99.9 | max | window |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    labels = {
+        "idle": f"sleeps {scn['idle_seconds']} s (no sweep: baseline)",
+        "sweep": "runs `cleanup_expired()`",
+    }
+    for name, label in labels.items():
+        r = scn["results"].get(name)
+        if r is None:
+            continue
+        lines.append(
+            f"| {label} | {r['calls']:,.0f} | {_us_text(r['p50_ns'])} µs "
+            f"| {_us_text(r['p99_ns'])} µs | {_us_text(r['p999_ns'])} µs "
+            f"| {_us_text(r['max_ns'])} µs | {r['window_ms']:,.1f} ms |"
+        )
+    return "\n".join(lines)
+
+
+def async_max_keys_table(data: dict[str, Any]) -> str:
+    cols = [c for c in ("hot", "keys100k") if c in data["scenarios"]]
+    if not cols:
+        return ""
+    lines = ["| row | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for name, row in aio.ROWS.items():
+        if "hot" not in row.scenarios:
+            continue
+        cells = [
+            _cell(_get(data, c, name, "median_ns"), _get(data, c, name, "ratio_vs"))
+            for c in cols
+        ]
+        if any(c != "—" for c in cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _field(scn: str, row: str, field: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda d: _get(d, scn, row, field)
+
+
+def _us_field(
+    scn: str, row: str, field: str
+) -> Callable[[dict[str, Any]], float | None]:
+    def measure(d: dict[str, Any]) -> float | None:
+        ns = _get(d, scn, row, field)
+        return None if ns is None else ns / 1000
+
+    return measure
+
+
+ASYNC_TARGETS = [
+    Target(
+        f"await aallow <= {aio.TWIN_BUDGET}x allow (in a running loop, hot key)",
+        _field("twins", "aallow", "ratio_vs"),
+        "<=",
+        aio.TWIN_BUDGET,
+    ),
+    Target(
+        f"await acheck <= {aio.TWIN_BUDGET}x check (in a running loop, hot key)",
+        _field("twins", "acheck", "ratio_vs"),
+        "<=",
+        aio.TWIN_BUDGET,
+    ),
+    Target(
+        f"await aallow >= {aio.ROUND_TRIP_FACTOR:.0f}x faster than one loop round "
+        "trip (await asyncio.sleep(0))",
+        lambda d: _div(
+            _get(d, "twins", "sleep0", "median_ns"),
+            _get(d, "twins", "aallow", "median_ns"),
+        ),
+        ">=",
+        aio.ROUND_TRIP_FACTOR,
+    ),
+    Target(
+        f"await acheck >= {aio.ROUND_TRIP_FACTOR:.0f}x faster than one loop round "
+        "trip (await asyncio.sleep(0))",
+        lambda d: _div(
+            _get(d, "twins", "sleep0", "median_ns"),
+            _get(d, "twins", "acheck", "median_ns"),
+        ),
+        ">=",
+        aio.ROUND_TRIP_FACTOR,
+    ),
+    Target(
+        f"sweep of expired keys: longest single lock hold <= "
+        f"{aio.LOCK_HOLD_BUDGET_US:.0f} µs (median of repeats)",
+        _field("sweep", "sweep", "longest_chunk_us"),
+        "<=",
+        aio.LOCK_HOLD_BUDGET_US,
+        " µs",
+    ),
+    Target(
+        "allow() from another thread during cleanup_expired(): p99 <= "
+        f"{aio.SWEEP_P99_BUDGET_US:.0f} µs",
+        _us_field("latency", "sweep", "p99_ns"),
+        "<=",
+        aio.SWEEP_P99_BUDGET_US,
+        " µs",
+    ),
+    Target(
+        f"allow hot, max_keys={aio.MAX_KEYS:_} <= {aio.MAX_KEYS_BUDGET}x unbounded",
+        _field("hot", "max_keys", "ratio_vs"),
+        "<=",
+        aio.MAX_KEYS_BUDGET,
+    ),
+    Target(
+        f"allow 100k keys, max_keys={aio.MAX_KEYS:_} <= {aio.MAX_KEYS_BUDGET}x "
+        "unbounded",
+        _field("keys100k", "max_keys", "ratio_vs"),
+        "<=",
+        aio.MAX_KEYS_BUDGET,
+    ),
+]
+
+
+def _problems(meta: dict[str, Any]) -> list[str]:
+    problems = [f"{p}" for p in meta["problems"]]
+    problems += [f"skipped {k}: {r}" for k, r in meta["skipped"].items()]
+    return problems
+
+
+def async_report(data: dict[str, Any]) -> str:
+    meta = data["processes"]["main"]
+    parts = ["## Benchmarks: async", ""]
+    parts.append(
+        f"Python {meta['python']} on {meta['platform']}, {meta['cpu_count']} CPUs; "
+        f"rust-py-rate-limit {meta['ours'] or '(not importable)'}; median of "
+        f"{meta['params']['repeats']} repeats (twins and max_keys interleaved, "
+        "rotated order; sweep and latency a fresh limiter each)."
+    )
+    if meta["ours"] is None:
+        parts.append("\n**ours is not importable here: build it first.**")
+    sections = [
+        (
+            "Awaitable twins (inside one running asyncio loop, hot key, limit 10^9)",
+            async_twins_table(data),
+        ),
+        (
+            "Sweep of expired keys (`_profile_sweep()`: one chunk = one shard-lock "
+            "hold)",
+            async_sweep_table(data),
+        ),
+        (
+            "allow() latency on a live key, timed on another Python thread, same "
+            "limiter",
+            async_latency_table(data),
+        ),
+        (
+            f"max_keys={aio.MAX_KEYS:_} set vs unset: ns/hit (x unbounded)",
+            async_max_keys_table(data),
+        ),
+    ]
+    for title, table in sections:
+        if table:
+            parts += ["", f"### {title}", "", table]
+    parts += ["", "### Targets", "", targets_list(data["targets"])]
+    problems = _problems(meta)
+    if problems:
+        parts += ["", "### Problems", ""] + [f"- {p}" for p in problems]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------
+# The http suite (benches/http_suite.py)
+# --------------------------------------------------------------------------
+
+FRAMEWORK_NAMES = {"fastapi": "FastAPI", "flask": "Flask"}
+
+
+def http_table(data: dict[str, Any]) -> str:
+    lines = [
+        "| framework | row | what | µs/request | x baseline |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in web.ROWS.items():
+        ns = _get(data, row.framework, name, "median_ns")
+        if ns is None:
+            continue
+        ratio = _get(data, row.framework, name, "ratio")
+        lines.append(
+            f"| {FRAMEWORK_NAMES[row.framework]} | {name} | {row.what} "
+            f"| {_us_text(ns)} | {_ratio_text(ratio)} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _faster(scn: str, slow: str, fast: str) -> Callable[[dict[str, Any]], float | None]:
+    """How many times faster ``fast`` is than ``slow`` (ns / ns)."""
+    return lambda d: _div(
+        _get(d, scn, slow, "median_ns"), _get(d, scn, fast, "median_ns")
+    )
+
+
+def http_targets() -> list[Target]:
+    targets: list[Target] = []
+    for fw, ours in web.OURS_ROWS.items():
+        peer = web.PEER_ROWS[fw]
+        shown = FRAMEWORK_NAMES[fw]
+        targets.append(
+            Target(
+                f"{shown} + ours <= {web.OVERHEAD_BUDGET:.2f}x {shown} alone",
+                _field(fw, ours, "ratio"),
+                "<=",
+                web.OVERHEAD_BUDGET,
+            )
+        )
+        targets.append(
+            Target(
+                f"{shown}: ours faster than {web.PACKAGES[peer]} "
+                f"({peer} / ours >= {web.PEER_FACTOR:.2f})",
+                _faster(fw, peer, ours),
+                ">=",
+                web.PEER_FACTOR,
+            )
+        )
+    return targets
+
+
+def http_report(data: dict[str, Any]) -> str:
+    meta = data["processes"]["main"]
+    versions = ", ".join(
+        f"{web.PACKAGES.get(m, m)} {v}"
+        for m, v in sorted(
+            {
+                **meta["frameworks"],
+                **{
+                    web.ROWS[n].module: v
+                    for n, v in meta["impls"].items()
+                    if web.ROWS[n].peer or web.ROWS[n].module == web.OURS
+                },
+            }.items()
+        )
+        if v
+    )
+    parts = ["## Benchmarks: http", ""]
+    parts.append(
+        f"Python {meta['python']} on {meta['platform']}, {meta['cpu_count']} CPUs; "
+        f"{versions}. In-process: ASGI apps awaited directly with a pre-built "
+        "scope and no-op receive/send on one asyncio loop, WSGI apps called with "
+        f"a pre-built environ; `GET {web.PATH}` -> small JSON, same client, limit "
+        f"10^9/minute (never reached); median of {meta['params']['repeats']} "
+        f"interleaved repeats of {meta['params']['requests']:,} requests; cells are "
+        "µs/request (x ratio to the same framework without limiting, same process)."
+    )
+    table = http_table(data)
+    if table:
+        parts += ["", table]
+    parts += ["", "### Targets", "", targets_list(data["targets"])]
+    problems = _problems(meta)
+    if problems:
+        parts += ["", "### Problems", ""] + [f"- {p}" for p in problems]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------
 
@@ -515,7 +848,12 @@ def _split_scenarios(
     """``--scenarios`` per suite (None = all of them)."""
     if not text:
         return {s: None for s in suites}
-    known = {"core": core.ALL_SCENARIOS, "algorithms": algo.ALL_SCENARIOS}
+    known = {
+        "core": core.ALL_SCENARIOS,
+        "algorithms": algo.ALL_SCENARIOS,
+        "async": aio.ALL_SCENARIOS,
+        "http": web.ALL_SCENARIOS,
+    }
     names = [x.strip() for x in text.split(",") if x.strip()]
     unknown = [n for n in names if not any(n in known[s] for s in suites)]
     if unknown:
@@ -568,6 +906,44 @@ def run_algorithms(args: Any, only: list[str] | None) -> dict[str, Any]:
     return data
 
 
+def run_async(args: Any, only: list[str] | None) -> dict[str, Any]:
+    raw = run_scenarios(
+        sys.executable,
+        list(aio.ROWS),
+        RESULTS / "async.json",
+        args,
+        script=ASYNC,
+        only=only,
+    )
+    data: dict[str, Any] = {
+        "suite": "async",
+        "processes": {"main": raw["meta"]},
+        "scenarios": raw["scenarios"],
+    }
+    data["targets"] = [t.evaluate(data) for t in ASYNC_TARGETS]
+    _finish(data, "latest-async.json", args)
+    return data
+
+
+def run_http(args: Any, only: list[str] | None) -> dict[str, Any]:
+    raw = run_scenarios(
+        sys.executable,
+        list(web.ROWS),
+        RESULTS / "http.json",
+        args,
+        script=HTTP,
+        only=only,
+    )
+    data: dict[str, Any] = {
+        "suite": "http",
+        "processes": {"main": raw["meta"]},
+        "scenarios": raw["scenarios"],
+    }
+    data["targets"] = [t.evaluate(data) for t in http_targets()]
+    _finish(data, "latest-http.json", args)
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -587,7 +963,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ignore.exists():
         ignore.write_text("*\n!.gitignore\n")
 
-    suites = ["core", "algorithms"] if args.suite == "all" else [args.suite]
+    suites = [s for s in SUITES if s != "all"] if args.suite == "all" else [args.suite]
     only = _split_scenarios(args.scenarios, suites)
     reports: list[tuple[str, dict[str, Any], Path]] = []
     for suite in suites:
@@ -599,11 +975,17 @@ def main(argv: list[str] | None = None) -> int:
         if suite == "core":
             data = run_core(args, only[suite])
             reports.append((report(data), data, RESULTS / "latest.json"))
-        else:
+        elif suite == "algorithms":
             data = run_algorithms(args, only[suite])
             reports.append(
                 (algo_report(data), data, RESULTS / "latest-algorithms.json")
             )
+        elif suite == "async":
+            data = run_async(args, only[suite])
+            reports.append((async_report(data), data, RESULTS / "latest-async.json"))
+        else:
+            data = run_http(args, only[suite])
+            reports.append((http_report(data), data, RESULTS / "latest-http.json"))
 
     for i, (text, _, path) in enumerate(reports):
         if i:

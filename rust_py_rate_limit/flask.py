@@ -431,6 +431,9 @@ class FlaskRateLimiter:
             if not isinstance(key, str):
                 raise TypeError(f"key_func must return a str, not {type(key).__name__}")
             return key
+        if not self._trusted_proxies:
+            # Forwarding headers are ignored anyway: do not read them.
+            return client_address(request.remote_addr, ipv6_prefix=self._ipv6_prefix)
         return client_address(
             request.remote_addr,
             request.headers.getlist("X-Forwarded-For"),

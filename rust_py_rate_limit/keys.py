@@ -14,6 +14,7 @@ requests.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 
@@ -117,6 +118,17 @@ def _format(address: IPAddress, ipv6_prefix: int | None) -> str:
     return str(address)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _peer_key(peer: str, ipv6_prefix: int | None) -> str:
+    """The key of a direct peer: parsing an address costs microseconds, and
+    the same clients come back, so the answer is cached."""
+    address = _parse(peer)
+    if address is None:
+        # Not an IP (e.g. "testclient"): key on the text as it is.
+        return peer
+    return _format(address, ipv6_prefix)
+
+
 def client_address(
     peer: str | None,
     forwarded_for: Sequence[str] = (),
@@ -144,11 +156,13 @@ def client_address(
         raise ClientAddressUnavailable
     if ipv6_prefix is not None and not 0 <= ipv6_prefix <= 128:
         raise ValueError(f"ipv6_prefix must be between 0 and 128, got {ipv6_prefix}")
+    if not trusted_proxies:
+        return _peer_key(peer, ipv6_prefix)
     address = _parse(peer)
     if address is None:
         # Not an IP (e.g. "testclient"): key on the text as it is.
         return peer
-    if not trusted_proxies or address not in trusted_proxies:
+    if address not in trusted_proxies:
         return _format(address, ipv6_prefix)
     chain: list[str] = []
     for value in forwarded:

@@ -130,6 +130,9 @@ async fn run(shared: Weak<Shared>, interval: Duration) {
             if step.done {
                 break;
             }
+            // Let other tasks run, and a thread waiting for the shard lock
+            // take it, between chunks.
+            std::thread::yield_now();
             tokio::task::yield_now().await;
         }
         store.record_sweep(removed);

@@ -270,35 +270,46 @@ impl<A: Algorithm> MemoryStore<A> {
         }
         let start = cursor.bucket;
         let end = start.saturating_add(budget).min(buckets);
-        let mut removed = 0;
+        // Removed entries (and a replaced table) are freed after the lock is
+        // released: freeing is the slow part, and must not stall the shard.
+        let mut graveyard = Vec::new();
         for index in start..end {
             // SAFETY: `index < buckets()` of a table we hold the write lock
-            // of; a full bucket holds an initialised entry, and erasing it
+            // of; a full bucket holds an initialised entry, and removing it
             // moves no other entry.
             unsafe {
                 if table.is_bucket_full(index) {
                     let bucket = table.bucket(index);
                     if self.algorithm.is_expired(bucket.as_ref().1.get(), now) {
-                        table.erase(bucket);
-                        removed += 1;
+                        graveyard.push(table.remove(bucket).0);
                     }
                 }
             }
         }
+        let removed = graveyard.len();
         cursor.bucket = end;
+        let mut old_table = None;
         if end == buckets {
-            // Give memory back once a shard is (nearly) empty; rehashing so
-            // few entries keeps the lock hold short.
+            // Give memory back once a shard is (nearly) empty: move the few
+            // live entries into a small new table under the lock, and free
+            // the big old one after it.
             if table.len() <= budget / 8 && buckets > 64 && table.len() * 8 < buckets {
                 let hasher = self.map.hasher();
-                let len = table.len();
-                table.shrink_to(len, |(k, _)| hasher.hash_one(k));
+                let hash = |(k, _): &(Box<[u8]>, _)| hasher.hash_one(k);
+                let mut old = std::mem::take(&mut *table);
+                table.reserve(old.len(), hash);
+                for item in old.drain() {
+                    table.insert(hash(&item), item, hash);
+                }
+                old_table = Some(old);
             }
             cursor.shard += 1;
             cursor.bucket = 0;
             cursor.buckets = usize::MAX;
         }
         drop(table);
+        drop(graveyard);
+        drop(old_table);
         if removed > 0 {
             self.len.fetch_sub(removed, Relaxed);
         }
@@ -330,6 +341,8 @@ impl<A: Algorithm> MemoryStore<A> {
             if step.done {
                 break;
             }
+            // Let a thread waiting for this shard take it between chunks.
+            std::thread::yield_now();
         }
         self.record_sweep(removed);
         removed
