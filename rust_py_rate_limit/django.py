@@ -71,6 +71,7 @@ from rust_py_rate_limit._http import (
     rate_limit_headers,
 )
 from rust_py_rate_limit._native import Decision
+from rust_py_rate_limit.exceptions import StorageError
 from rust_py_rate_limit.keys import (
     ClientAddressUnavailable,
     TrustedProxies,
@@ -101,6 +102,10 @@ _KNOWN = frozenset(
         "EXEMPT_OPTIONS",
         "HEADERS",
         "TRUSTED_PROXIES",
+        "STORAGE",
+        "KEY_PREFIX",
+        "TIMEOUT",
+        "ON_ERROR",
     }
 )
 # The first word of a RateLimiter error names the argument at fault.
@@ -110,6 +115,10 @@ _ARGUMENT_KEYS = {
     "rate": "RATE",
     "algorithm": "ALGORITHM",
     "burst": "BURST",
+    "storage": "STORAGE",
+    "key_prefix": "KEY_PREFIX",
+    "timeout": "TIMEOUT",
+    "on_error": "ON_ERROR",
 }
 _SLASHES = re.compile(r"/{2,}")
 _MISSING = object()
@@ -345,8 +354,24 @@ def _blocked(decision: Decision, limiter: RateLimiter, mode: HeaderMode) -> Any:
 # -- the middleware ------------------------------------------------------------
 
 
+def _unavailable() -> JsonResponse:
+    """The answer when the storage fails and ``ON_ERROR`` is ``"raise"``: a
+    storage error never escapes the middleware."""
+    return JsonResponse({"detail": "Rate limiter unavailable"}, status=503)
+
+
 def _build_limiter(config: Mapping[str, Any]) -> RateLimiter:
-    own = ("LIMIT", "WINDOW_SECONDS", "RATE", "ALGORITHM", "BURST")
+    own = (
+        "LIMIT",
+        "WINDOW_SECONDS",
+        "RATE",
+        "ALGORITHM",
+        "BURST",
+        "STORAGE",
+        "KEY_PREFIX",
+        "TIMEOUT",
+        "ON_ERROR",
+    )
     given = [k for k in own if k in config]
     if "LIMITER" in config:
         limiter = config["LIMITER"]
@@ -383,6 +408,16 @@ def _build_limiter(config: Mapping[str, Any]) -> RateLimiter:
             rate=config.get("RATE"),
             algorithm=config.get("ALGORITHM", "fixed"),
             burst=config.get("BURST"),
+            **{
+                name: config[key]
+                for name, key in (
+                    ("storage", "STORAGE"),
+                    ("key_prefix", "KEY_PREFIX"),
+                    ("timeout", "TIMEOUT"),
+                    ("on_error", "ON_ERROR"),
+                )
+                if key in config
+            },
         )
     except (TypeError, ValueError) as exc:
         first = str(exc).split(" ", 1)[0]
@@ -511,7 +546,10 @@ class RateLimitMiddleware:
             return self._acall(request)
         if self.is_exempt(request):
             return self.get_response(request)
-        decision = self.limiter.decide(self._keyer.key(request))
+        try:
+            decision = self.limiter.decide(self._keyer.key(request))
+        except StorageError:
+            return _unavailable()
         if not decision.allowed:
             return _blocked(decision, self.limiter, self._mode)
         response = self.get_response(request)
@@ -521,7 +559,10 @@ class RateLimitMiddleware:
     async def _acall(self, request: HttpRequest) -> Any:
         if self.is_exempt(request):
             return await self.get_response(request)
-        decision = await self.limiter.adecide(await self._keyer.akey(request))
+        try:
+            decision = await self.limiter.adecide(await self._keyer.akey(request))
+        except StorageError:
+            return _unavailable()
         if not decision.allowed:
             return _blocked(decision, self.limiter, self._mode)
         response = await self.get_response(request)

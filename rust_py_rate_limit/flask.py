@@ -35,9 +35,9 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, abort, current_app, request
 from flask.typing import ResponseReturnValue
 
 from rust_py_rate_limit._http import (
@@ -48,6 +48,7 @@ from rust_py_rate_limit._http import (
     rate_limit_headers,
 )
 from rust_py_rate_limit._native import Decision, ManualClock, RateLimiterCore
+from rust_py_rate_limit.exceptions import StorageError
 from rust_py_rate_limit.keys import TrustedProxies, client_address
 from rust_py_rate_limit.limiter import RateLimiter
 from rust_py_rate_limit.types import AlgorithmName
@@ -214,7 +215,24 @@ class FlaskRateLimiter:
         on_blocked: OnBlocked | None = None,
         limiter: RateLimiter | None = None,
         clock: ManualClock | None = None,
+        storage: str | None = None,
+        key_prefix: str | None = None,
+        timeout: float | None = None,
+        on_error: Literal["allow", "deny", "raise"] | None = None,
     ) -> None:
+        storage_options: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("storage", storage),
+                ("key_prefix", key_prefix),
+                ("timeout", timeout),
+                ("on_error", on_error),
+            )
+            if value is not None
+        }
+        if storage_options and limiter is not None:
+            raise TypeError("give either limiter or storage options, not both")
+        self._storage_options = storage_options
         if app is not None and not isinstance(app, Flask):
             raise TypeError(
                 f"app must be a Flask app or None, not {type(app).__name__}"
@@ -241,7 +259,12 @@ class FlaskRateLimiter:
                 )
         elif limit is not None or window_seconds is not None or rate is not None:
             limiter = RateLimiter(
-                limit, window_seconds, rate=rate, algorithm=algorithm, clock=clock
+                limit,
+                window_seconds,
+                rate=rate,
+                algorithm=algorithm,
+                clock=clock,
+                **storage_options,
             )
         else:
             # No default rate (only per-route rate strings); still check the
@@ -340,7 +363,10 @@ class FlaskRateLimiter:
             route_limiter = self._limiter
         else:
             route_limiter = RateLimiter(
-                rate=rate, algorithm=self._algorithm, clock=self._clock
+                rate=rate,
+                algorithm=self._algorithm,
+                clock=self._clock,
+                **self._storage_options,
             )
         _check_callable("key_func", key_func)
         route = _RouteLimit(
@@ -446,7 +472,17 @@ class FlaskRateLimiter:
         self, limiter: RateLimiter, key_func: Callable[[], str] | None, cost: int
     ) -> Decision:
         key = f"{request.endpoint}:{self._client_key(key_func)}"
-        decision = limiter.decide(key, cost)
+        try:
+            decision = limiter.decide(key, cost)
+        except StorageError:
+            # A storage error never escapes the extension.
+            abort(
+                Response(
+                    b'{"detail": "Rate limiter unavailable"}',
+                    status=503,
+                    mimetype="application/json",
+                )
+            )
         hits: list[tuple[Decision, RateLimiterCore]] = request.environ.setdefault(
             _ENVIRON_KEY, []
         )

@@ -460,3 +460,84 @@ def test_redis_example_app(prefix: str) -> None:
     codes = [client.get("/api/users").status_code for _ in range(6)]
     assert codes == [200] * 5 + [429]
     assert client.get("/stats").json()["limiter"]["blocked"] == 1
+
+
+def test_flask_and_django_take_storage_options(prefix: str) -> None:
+    from flask import Flask
+
+    from rust_py_rate_limit.flask import FlaskRateLimiter
+
+    def flask_app() -> Flask:
+        app = Flask(__name__)
+        ext = FlaskRateLimiter(
+            app, limit=2, window_seconds=60, storage=URL, key_prefix=prefix
+        )
+
+        @app.get("/")
+        @ext.limit()
+        def home() -> str:
+            return "ok"
+
+        return app
+
+    one, two = flask_app().test_client(), flask_app().test_client()
+    codes = [c.get("/").status_code for c in (one, two, one)]
+    assert codes == [200, 200, 429], "two apps, one Redis limit"
+
+    broken = Flask(__name__)
+    ext = FlaskRateLimiter(
+        broken,
+        limit=2,
+        window_seconds=60,
+        storage="redis://127.0.0.1:1/0",
+        on_error="raise",
+    )
+
+    @broken.get("/")
+    @ext.limit()
+    def home() -> str:
+        return "ok"
+
+    r = broken.test_client().get("/")
+    assert (r.status_code, r.get_json()) == (
+        503,
+        {"detail": "Rate limiter unavailable"},
+    )
+
+
+def test_django_storage_settings(prefix: str) -> None:
+    script = textwrap.dedent(
+        f"""
+        import django
+        from django.conf import settings
+        settings.configure(
+            DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
+            MIDDLEWARE=["rust_py_rate_limit.django.RateLimitMiddleware"],
+            RUST_PY_RATE_LIMIT={{"LIMIT": 2, "WINDOW_SECONDS": 60,
+                                "STORAGE": {URL!r}, "KEY_PREFIX": {prefix!r}}},
+        )
+        django.setup()
+        from django.http import JsonResponse
+        from django.urls import path
+        urlpatterns = [path("", lambda request: JsonResponse({{"ok": True}}))]
+        from django.test import Client
+        codes = [Client().get("/").status_code for _ in range(3)]
+        assert codes == [200, 200, 429], codes
+        from django.test import override_settings
+        broken = {{"LIMIT": 2, "WINDOW_SECONDS": 60, "STORAGE": "redis://127.0.0.1:1/0",
+                  "ON_ERROR": "raise"}}
+        with override_settings(RUST_PY_RATE_LIMIT=broken):
+            r = Client().get("/")
+        assert r.status_code == 503, r.status_code
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
