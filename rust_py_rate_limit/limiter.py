@@ -114,16 +114,26 @@ class RateLimiter(RateLimiterCore):
 
     # -- awaitable twins --------------------------------------------------
 
+    # Not passing the default cost spares the native side checking it, so the
+    # common call costs what `allow(key)` costs (a bool is never skipped: it
+    # must still be refused there).
+
     async def aallow(self, key: str, cost: int = 1) -> bool:
         """Awaitable twin of `allow`."""
+        if type(cost) is int and cost == 1:
+            return self.allow(key)
         return self.allow(key, cost)
 
     async def acheck(self, key: str, cost: int = 1) -> CheckResult:
         """Awaitable twin of `check`."""
+        if type(cost) is int and cost == 1:
+            return self.check(key)
         return self.check(key, cost)
 
     async def adecide(self, key: str, cost: int = 1) -> Decision:
         """Awaitable twin of `decide`."""
+        if type(cost) is int and cost == 1:
+            return self.decide(key)
         return self.decide(key, cost)
 
     async def aremaining(self, key: str) -> int:

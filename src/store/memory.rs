@@ -258,10 +258,12 @@ impl<A: Algorithm> MemoryStore<A> {
                 removed: 0,
                 examined: 0,
                 done: true,
+                lock_held: std::time::Duration::ZERO,
             };
         };
         let now = self.clock.now();
         let mut table = shard.write();
+        let locked_at = std::time::Instant::now();
         let buckets = table.buckets();
         if cursor.buckets != buckets {
             // The table was resized (or this is a new shard): start it over.
@@ -308,6 +310,7 @@ impl<A: Algorithm> MemoryStore<A> {
             cursor.buckets = usize::MAX;
         }
         drop(table);
+        let lock_held = locked_at.elapsed();
         drop(graveyard);
         drop(old_table);
         if removed > 0 {
@@ -317,6 +320,7 @@ impl<A: Algorithm> MemoryStore<A> {
             removed,
             examined: end - start,
             done: cursor.shard >= shards.len(),
+            lock_held,
         }
     }
 
@@ -385,4 +389,6 @@ pub struct SweepStep {
     pub examined: usize,
     /// Whether the cursor has passed the last shard.
     pub done: bool,
+    /// How long the shard's lock was held.
+    pub lock_held: std::time::Duration,
 }

@@ -332,3 +332,11 @@ def test_tokio_bridge_in_a_forked_child() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_awaitable_twins_refuse_a_bool_cost() -> None:
+    limiter = RateLimiter(2, 60)
+    for twin in (limiter.aallow, limiter.acheck, limiter.adecide):
+        with pytest.raises(TypeError, match="cost"):
+            asyncio.run(twin("k", True))
+    assert limiter.stats()["total_checks"] == 0
