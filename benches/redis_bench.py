@@ -43,7 +43,7 @@ def main() -> None:
     client = redis.Redis.from_url(args.url)
     sha = client.script_load("return 1")
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    limiter = RateLimiter(10**9, 60, storage=args.url, key_prefix=prefix, timeout=1.0)
+    limiter = RateLimiter(10**7, 60, storage=args.url, key_prefix=prefix, timeout=1.0)
     limiter.allow("warm")
 
     async def sequential(n: int) -> None:
