@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,7 +38,13 @@ from rust_py_rate_limit.exceptions import StorageError
 from rust_py_rate_limit.keys import TrustedProxies, client_address
 from rust_py_rate_limit.limiter import RateLimiter
 
-__all__ = ["RateLimitMiddleware", "build_limiter", "exempt_paths", "normalize_path"]
+__all__ = [
+    "RateLimitMiddleware",
+    "build_limiter",
+    "exempt_paths",
+    "normalize_path",
+    "user_key",
+]
 
 KeyFunc = Callable[[Request], "str | Awaitable[str]"]
 ExemptFunc = Callable[[Request], bool]
@@ -115,6 +121,21 @@ def build_limiter(
 UNAVAILABLE_BODY = b'{"detail": "Rate limiter unavailable"}'
 
 
+def user_key(request: Request) -> str:
+    """Key on the authenticated user, else on the client address.
+
+    Reads ``request.user`` as set by Starlette's ``AuthenticationMiddleware``
+    (``user:<identity>`` when authenticated); anonymous requests are keyed on
+    the client address as the default key is.
+    """
+    user = request.scope.get("user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        identity = getattr(user, "identity", None) or getattr(user, "display_name", "")
+        return f"user:{identity}"
+    client = request.client
+    return client_address(client.host if client else None)
+
+
 def _header(scope: Scope, name: bytes) -> list[str]:
     return [v.decode("latin-1") for k, v in scope["headers"] if k == name]
 
@@ -126,9 +147,9 @@ class RateLimitMiddleware:
         app: The ASGI app to protect.
         limit: Requests per window (with ``window_seconds``), as in the seed.
         window_seconds: The window length in seconds.
-        key_func: ``(request) -> str`` (or an awaitable of one); by default
-            the client address, honouring forwarding headers only from
-            ``trusted_proxies``.
+        key_func: ``(request) -> str`` (or an awaitable of one), or ``"user"``
+            for `user_key`; by default the client address, honouring
+            forwarding headers only from ``trusted_proxies``.
         limiter: A `RateLimiter` to share instead of limit/window/rate.
         rate: A rate string such as ``"100/minute"`` (or compound).
         algorithm: Algorithm of the limiter built from limit/window/rate.
@@ -155,7 +176,7 @@ class RateLimitMiddleware:
         app: ASGIApp,
         limit: int | None = None,
         window_seconds: int | None = None,
-        key_func: KeyFunc | None = None,
+        key_func: KeyFunc | Literal["user"] | None = None,
         *,
         limiter: RateLimiter | None = None,
         rate: str | list[str] | None = None,
@@ -184,11 +205,13 @@ class RateLimitMiddleware:
             timeout=timeout,
             on_error=on_error,
         )
+        if key_func == "user":
+            key_func = user_key
         if key_func is not None and not callable(key_func):
-            raise TypeError("key_func must be callable")
+            raise TypeError("key_func must be callable or 'user'")
         if on_blocked is not None and not callable(on_blocked):
             raise TypeError("on_blocked must be callable")
-        self.key_func = key_func
+        self.key_func: KeyFunc | None = key_func
         self.exempt_request: ExemptFunc | None = exempt if callable(exempt) else None
         self.exempt_path = None if callable(exempt) else exempt_paths(exempt)
         self.headers = check_header_mode(headers)

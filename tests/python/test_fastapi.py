@@ -309,3 +309,35 @@ def test_route_dependency_header_mode_and_bad_args() -> None:
         RateLimit("often")
     with pytest.raises(TypeError, match="key_func"):
         RateLimit("1/s", key_func=3)  # type: ignore[arg-type]
+
+
+def test_user_key_keys_authenticated_users_apart() -> None:
+    from starlette.authentication import (
+        AuthCredentials,
+        AuthenticationBackend,
+        BaseUser,
+        SimpleUser,
+    )
+    from starlette.middleware.authentication import AuthenticationMiddleware
+    from starlette.requests import HTTPConnection
+
+    class HeaderAuth(AuthenticationBackend):
+        async def authenticate(
+            self, conn: HTTPConnection
+        ) -> tuple[AuthCredentials, BaseUser] | None:
+            name = conn.headers.get("x-user")
+            return (
+                (AuthCredentials(["authenticated"]), SimpleUser(name)) if name else None
+            )
+
+    app = seed_app()
+    limiter = RateLimiter(1, 60)
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, key_func="user")
+    app.add_middleware(AuthenticationMiddleware, backend=HeaderAuth())
+    client = TestClient(app)
+    assert client.get("/health", headers={"x-user": "ana"}).status_code == 200
+    assert client.get("/health", headers={"x-user": "ana"}).status_code == 429
+    assert client.get("/health", headers={"x-user": "bo"}).status_code == 200
+    assert client.get("/health").status_code == 200, "anonymous: keyed on the address"
+    assert limiter.remaining("user:ana") == 0
+    assert limiter.remaining("testclient") == 0
