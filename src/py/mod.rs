@@ -9,6 +9,7 @@ mod clock;
 mod decision;
 mod errors;
 mod limiter;
+mod options;
 
 use pyo3::prelude::*;
 

@@ -1,0 +1,180 @@
+//! Argument parsing for `RateLimiterCore(...)`, and running Redis
+//! operations from Python.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString, PyTuple};
+
+use super::args::seconds_to_nanos;
+use super::clock::PyManualClock;
+use crate::clock::AnyClock;
+use crate::limiter::Spec;
+use crate::rate::{parse_rates, Quota};
+use crate::runtime;
+use crate::store::redis::{OnError, RedisConfig, RedisStore, StoreError};
+
+/// Runs a Redis operation to completion without the GIL.
+pub(super) fn block_on<T: Send>(
+    py: Python<'_>,
+    fut: impl std::future::Future<Output = Result<T, StoreError>> + Send,
+) -> PyResult<T> {
+    let (handle, _) = runtime::handle()
+        .map_err(|e| PyRuntimeError::new_err(format!("could not start the Tokio runtime: {e}")))?;
+    py.detach(|| handle.block_on(fut)).map_err(storage_error)
+}
+
+pub(super) fn storage_error(err: StoreError) -> PyErr {
+    super::errors::StorageError::new_err(err.to_string())
+}
+
+pub(super) fn on_error_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<OnError> {
+    let Some(obj) = none_if_absent(obj) else {
+        return Ok(OnError::Allow);
+    };
+    match obj
+        .cast::<PyString>()
+        .ok()
+        .map(|s| s.to_cow())
+        .transpose()?
+        .as_deref()
+    {
+        Some("allow") => Ok(OnError::Allow),
+        Some("deny") => Ok(OnError::Deny),
+        Some("raise") => Ok(OnError::Raise),
+        _ => Err(PyValueError::new_err(format!(
+            "on_error must be 'allow', 'deny' or 'raise', got {}",
+            obj.repr()?
+        ))),
+    }
+}
+
+/// `rate=`: one string (`;` joins a compound limit) or a list of strings.
+pub(super) fn quotas_from_rate(rate: &Bound<'_, PyAny>) -> PyResult<Vec<Quota>> {
+    if let Ok(text) = rate.cast::<PyString>() {
+        return Ok(parse_rates(text.to_str()?)?);
+    }
+    if rate.is_instance_of::<PyList>() || rate.is_instance_of::<PyTuple>() {
+        let mut quotas = Vec::new();
+        for item in rate.try_iter()? {
+            let item = item?;
+            let Ok(text) = item.cast::<PyString>() else {
+                return Err(PyTypeError::new_err(format!(
+                    "rate must be a str or a list of str, found {} in the list",
+                    item.get_type().name()?
+                )));
+            };
+            quotas.extend(parse_rates(text.to_str()?)?);
+        }
+        if quotas.is_empty() {
+            return Err(PyValueError::new_err("rate is an empty list"));
+        }
+        return Ok(quotas);
+    }
+    Err(PyTypeError::new_err(format!(
+        "rate must be a str or a list of str, not {}",
+        rate.get_type().name()?
+    )))
+}
+
+pub(super) fn clock_from(clock: Option<&Bound<'_, PyAny>>) -> PyResult<AnyClock> {
+    match clock {
+        None => Ok(AnyClock::Monotonic),
+        Some(obj) if obj.is_none() => Ok(AnyClock::Monotonic),
+        Some(obj) => match obj.cast::<PyManualClock>() {
+            Ok(manual) => Ok(AnyClock::Manual(manual.get().inner.clone())),
+            Err(_) => Err(PyTypeError::new_err(format!(
+                "clock must be a ManualClock or None, not {}",
+                obj.get_type().name()?
+            ))),
+        },
+    }
+}
+
+/// The same error with the argument named as the caller spelled it.
+pub(super) fn rename(err: PyErr, from: &str, to: &str) -> PyErr {
+    Python::attach(|py| {
+        let message = err.value(py).to_string().replacen(from, to, 1);
+        if err.is_instance_of::<PyTypeError>(py) {
+            PyTypeError::new_err(message)
+        } else {
+            PyValueError::new_err(message)
+        }
+    })
+}
+
+pub(super) fn none_if_absent<'a, 'py>(
+    obj: Option<&'a Bound<'py, PyAny>>,
+) -> Option<&'a Bound<'py, PyAny>> {
+    obj.filter(|o| !o.is_none())
+}
+
+/// The Redis store named by `storage=` (None for the memory store), with
+/// its options; the options are refused without a Redis storage.
+pub(super) fn remote_from(
+    spec: &Spec,
+    storage: Option<&Bound<'_, PyAny>>,
+    key_prefix: Option<&Bound<'_, PyAny>>,
+    timeout: Option<&Bound<'_, PyAny>>,
+    on_error: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<Arc<RedisStore>>> {
+    let remote = match none_if_absent(storage) {
+        None => None,
+        Some(obj) => {
+            let Ok(url) = obj.cast::<PyString>() else {
+                return Err(PyTypeError::new_err(format!(
+                    "storage must be 'memory' or a redis:// URL, not {}",
+                    obj.get_type().name()?
+                )));
+            };
+            let url = url.to_str()?;
+            if url == "memory" {
+                None
+            } else {
+                let key_prefix = match none_if_absent(key_prefix) {
+                    None => "rust_py_rate_limit".to_owned(),
+                    Some(p) => p
+                        .cast::<PyString>()
+                        .map_err(|_| PyTypeError::new_err("key_prefix must be a str"))?
+                        .to_str()?
+                        .to_owned(),
+                };
+                let timeout = match none_if_absent(timeout) {
+                    None => Duration::from_millis(50),
+                    Some(t) => match seconds_to_nanos(t, "timeout")? {
+                        0 => return Err(PyValueError::new_err("timeout must be positive")),
+                        n => Duration::from_nanos(n),
+                    },
+                };
+                let config = RedisConfig {
+                    url: url.to_owned(),
+                    key_prefix,
+                    timeout,
+                    on_error: on_error_from(on_error)?,
+                };
+                if spec.max_keys.is_some() {
+                    return Err(PyValueError::new_err(
+                        "max_keys applies to the memory store (Redis keys expire by TTL)",
+                    ));
+                }
+                Some(Arc::new(RedisStore::new(spec, config)?))
+            }
+        }
+    };
+    if remote.is_none() {
+        for (name, obj) in [
+            ("key_prefix", key_prefix),
+            ("timeout", timeout),
+            ("on_error", on_error),
+        ] {
+            if none_if_absent(obj).is_some() {
+                return Err(PyValueError::new_err(format!(
+                    "{name} only applies to a Redis storage"
+                )));
+            }
+        }
+    }
+    Ok(remote)
+}
