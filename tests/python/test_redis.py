@@ -541,3 +541,102 @@ def test_django_storage_settings(prefix: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# -- Redis Cluster ----------------------------------------------------------------
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    import random
+
+    while True:
+        port = random.randint(20_000, 50_000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10_000))
+        except OSError:
+            continue
+        return port
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    """Three primaries, no replicas, on free ports."""
+    ports = [free_cluster_port() for _ in range(3)]
+    procs = []
+    for port in ports:
+        workdir = tmp_path_factory.mktemp(f"node{port}")
+        procs.append(
+            subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port", str(port),
+                    "--bind", "127.0.0.1",
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", str(workdir / "nodes.conf"),
+                    "--dir", str(workdir),
+                    "--save", "",
+                    "--appendonly", "no",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+    try:
+        for port in ports:
+            client = redis.Redis(host="127.0.0.1", port=port)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        subprocess.run(
+            ["redis-cli", "--cluster", "create"]
+            + [f"127.0.0.1:{p}" for p in ports]
+            + ["--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 15
+        first = redis.Redis(host="127.0.0.1", port=ports[0])
+        while first.cluster("INFO").get("cluster_state") != "ok":
+            assert time.monotonic() < deadline, "the test cluster did not come up"
+            time.sleep(0.1)
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=10)
+
+
+def test_redis_cluster(cluster: list[int]) -> None:
+    url = f"redis+cluster://127.0.0.1:{cluster[0]}"
+    clock = ManualClock()
+    lim = RateLimiter(
+        rate="2/second;3/minute", storage=url, key_prefix="c", clock=clock
+    )
+    keys = [f"user:{i}" for i in range(30)]  # spread over every node
+    for key in keys:
+        assert [lim.allow(key) for _ in range(3)] == [True, True, False]
+    clock.advance(1)
+    assert lim.allow("user:0") is True
+    assert lim.check("user:0")["limit"] == 3, "compound rules share one slot"
+    assert lim.reset("user:1") is True
+    assert asyncio.run(lim.aallow("user:1")) is True
+    # The keys live on several nodes, and clear() finds them on all.
+    nodes_with_keys = sum(
+        1 for port in cluster if redis.Redis(host="127.0.0.1", port=port).dbsize() > 0
+    )
+    assert nodes_with_keys >= 2
+    lim.clear()
+    assert all(
+        redis.Redis(host="127.0.0.1", port=port).dbsize() == 0 for port in cluster
+    )
+    assert lim.remaining("user:5") == 2

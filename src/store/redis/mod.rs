@@ -16,7 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use breaker::Breaker;
 pub use breaker::BreakerState;
@@ -72,6 +76,79 @@ pub struct RedisConfig {
     pub on_error: OnError,
 }
 
+/// The URL scheme of a Redis Cluster: `redis+cluster://host:port,host:port`
+/// (any node; the client discovers the rest).
+pub const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+/// A server, or a cluster.
+#[derive(Clone)]
+enum Client {
+    Single(Box<redis::Client>),
+    Cluster(Box<ClusterClient>),
+}
+
+/// A connection to either; a multiplexed connection that reconnects by
+/// itself, or a cluster connection that follows MOVED/ASK redirections.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+fn open_client(url: &str, timeout: Duration) -> Result<Client> {
+    let bad =
+        |e: redis::RedisError| Error::invalid("storage", format!("is not a usable Redis URL: {e}"));
+    if let Some(nodes) = url.strip_prefix(CLUSTER_SCHEME) {
+        let nodes: Vec<String> = nodes
+            .trim_end_matches('/')
+            .split(',')
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| format!("redis://{}", n.trim()))
+            .collect();
+        if nodes.is_empty() {
+            return Err(Error::invalid("storage", "names no cluster node"));
+        }
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(1)
+            .build()
+            .map_err(bad)?;
+        return Ok(Client::Cluster(Box::new(client)));
+    }
+    redis::Client::open(url)
+        .map(|c| Client::Single(Box::new(c)))
+        .map_err(bad)
+}
+
 /// One rule as the scripts see it: limit, window (µs), burst.
 #[derive(Debug, Clone, Copy)]
 struct Rule {
@@ -82,14 +159,14 @@ struct Rule {
 
 /// A limiter whose state lives in Redis.
 pub struct RedisStore {
-    client: redis::Client,
+    client: Client,
     config: RedisConfig,
     script: redis::Script,
     rules: Vec<Rule>,
     layout: KeyLayout,
     /// The connection of this process's runtime generation (a forked child
     /// opens its own).
-    connection: Mutex<Option<(u64, ConnectionManager)>>,
+    connection: Mutex<Option<(u64, Conn)>>,
     breaker: Breaker,
     allowed: AtomicU64,
     blocked: AtomicU64,
@@ -99,8 +176,7 @@ pub struct RedisStore {
 impl RedisStore {
     /// A store for `spec` on the server at `config.url`. Connects lazily.
     pub fn new(spec: &Spec, config: RedisConfig) -> Result<Self> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| Error::invalid("storage", format!("is not a usable Redis URL: {e}")))?;
+        let client = open_client(&config.url, config.timeout)?;
         if config.key_prefix.len() > 64 || config.key_prefix.contains(['{', '}']) {
             return Err(Error::invalid(
                 "key_prefix",
@@ -155,7 +231,7 @@ impl RedisStore {
         self.config.on_error
     }
 
-    async fn connection(&self) -> std::result::Result<ConnectionManager, StoreError> {
+    async fn connection(&self) -> std::result::Result<Conn, StoreError> {
         let generation = runtime::live_generation().unwrap_or(0);
         {
             let slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());
@@ -165,13 +241,25 @@ impl RedisStore {
                 }
             }
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.config.timeout))
-            .set_response_timeout(Some(self.config.timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(self.client.clone(), config)
-            .await
-            .map_err(|e| StoreError(e.to_string()))?;
+        let conn = match &self.client {
+            Client::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.config.timeout))
+                    .set_response_timeout(Some(self.config.timeout))
+                    .set_number_of_retries(1);
+                Conn::Single(
+                    ConnectionManager::new_with_config((**client).clone(), config)
+                        .await
+                        .map_err(|e| StoreError(e.to_string()))?,
+                )
+            }
+            Client::Cluster(client) => Conn::Cluster(
+                client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| StoreError(e.to_string()))?,
+            ),
+        };
         let mut slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((g, old)) = slot.replace((generation, conn.clone())) {
             if g != generation {
@@ -262,8 +350,16 @@ impl RedisStore {
             loop {
                 tokio::time::sleep(breaker::PROBE_INTERVAL).await;
                 let ping = async {
-                    let mut conn = client.get_multiplexed_async_connection().await?;
-                    redis::cmd("PING").query_async::<String>(&mut conn).await
+                    match &client {
+                        Client::Single(c) => {
+                            let mut conn = c.get_multiplexed_async_connection().await?;
+                            redis::cmd("PING").query_async::<String>(&mut conn).await
+                        }
+                        Client::Cluster(c) => {
+                            let mut conn = c.get_async_connection().await?;
+                            redis::cmd("PING").query_async::<String>(&mut conn).await
+                        }
+                    }
                 };
                 if let Ok(Ok(_)) = tokio::time::timeout(timeout, ping).await {
                     breaker.close();
@@ -354,30 +450,15 @@ impl RedisStore {
         let pattern = self.layout.pattern();
         let deadline = self.config.timeout.max(Duration::from_secs(10));
         let work = async {
-            let mut conn = self.connection().await?;
-            let mut cursor: u64 = 0;
-            let mut removed = 0;
-            loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| StoreError(e.to_string()))?;
-                if !batch.is_empty() {
-                    let n: u64 = redis::cmd("UNLINK")
-                        .arg(&batch)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(|e| StoreError(e.to_string()))?;
-                    removed += n;
-                }
-                cursor = next;
-                if cursor == 0 {
-                    return Ok(removed);
+            match self.connection().await? {
+                Conn::Single(mut conn) => scan_unlink(&mut conn, &pattern, None).await,
+                Conn::Cluster(mut conn) => {
+                    // SCAN walks one node: walk every primary.
+                    let mut removed = 0;
+                    for (host, port) in primaries(&mut conn).await? {
+                        removed += scan_unlink(&mut conn, &pattern, Some((host, port))).await?;
+                    }
+                    Ok(removed)
                 }
             }
         };
@@ -400,4 +481,113 @@ impl RedisStore {
     pub fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
     }
+}
+
+fn store_err(e: redis::RedisError) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// Runs `cmd` on the connection, on one cluster node if `node` is given.
+async fn query<T: redis::FromRedisValue, C: ConnectionLike + RouteTo>(
+    conn: &mut C,
+    cmd: Cmd,
+    node: Option<&(String, u16)>,
+) -> std::result::Result<T, StoreError> {
+    let value = match node {
+        None => conn.req_packed_command(&cmd).await.map_err(store_err)?,
+        Some((host, port)) => conn.route_to(cmd, host.clone(), *port).await?,
+    };
+    redis::from_redis_value(value).map_err(|e| StoreError(e.to_string()))
+}
+
+/// Sending a command to one node of a cluster.
+trait RouteTo {
+    fn route_to(
+        &mut self,
+        cmd: Cmd,
+        host: String,
+        port: u16,
+    ) -> impl std::future::Future<Output = std::result::Result<Value, StoreError>> + Send;
+}
+
+impl RouteTo for ConnectionManager {
+    async fn route_to(
+        &mut self,
+        cmd: Cmd,
+        _: String,
+        _: u16,
+    ) -> std::result::Result<Value, StoreError> {
+        self.req_packed_command(&cmd).await.map_err(store_err)
+    }
+}
+
+impl RouteTo for ClusterConnection {
+    async fn route_to(
+        &mut self,
+        cmd: Cmd,
+        host: String,
+        port: u16,
+    ) -> std::result::Result<Value, StoreError> {
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+        self.route_command(cmd, routing).await.map_err(store_err)
+    }
+}
+
+/// Deletes the keys matching `pattern` with SCAN and UNLINK (on one node of
+/// a cluster if given). Returns how many went.
+async fn scan_unlink<C: ConnectionLike + RouteTo>(
+    conn: &mut C,
+    pattern: &str,
+    node: Option<(String, u16)>,
+) -> std::result::Result<u64, StoreError> {
+    let mut cursor: u64 = 0;
+    let mut removed = 0;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let (next, batch): (u64, Vec<String>) = query(conn, scan, node.as_ref()).await?;
+        // Keys of one batch can sit in different slots: unlink one by one
+        // on a cluster (each is routed by its own slot).
+        if node.is_some() {
+            for key in &batch {
+                let mut unlink = redis::cmd("UNLINK");
+                unlink.arg(key);
+                removed += query::<u64, C>(conn, unlink, None).await?;
+            }
+        } else if !batch.is_empty() {
+            let mut unlink = redis::cmd("UNLINK");
+            unlink.arg(&batch);
+            removed += query::<u64, C>(conn, unlink, None).await?;
+        }
+        cursor = next;
+        if cursor == 0 {
+            return Ok(removed);
+        }
+    }
+}
+
+/// The primaries of a cluster, from `CLUSTER NODES`.
+async fn primaries(
+    conn: &mut ClusterConnection,
+) -> std::result::Result<Vec<(String, u16)>, StoreError> {
+    let text: String = query(conn, redis::cmd("CLUSTER").arg("NODES").clone(), None).await?;
+    let mut nodes = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 3 || !fields[2].contains("master") || fields[2].contains("fail") {
+            continue;
+        }
+        // "host:port@cport[,hostname]"
+        let addr = fields[1].split('@').next().unwrap_or("");
+        if let Some((host, port)) = addr.rsplit_once(':') {
+            if let Ok(port) = port.parse() {
+                nodes.push((host.to_owned(), port));
+            }
+        }
+    }
+    Ok(nodes)
 }
