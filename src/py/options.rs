@@ -23,7 +23,13 @@ pub(super) fn block_on<T: Send>(
 ) -> PyResult<T> {
     let (handle, _) = runtime::handle()
         .map_err(|e| PyRuntimeError::new_err(format!("could not start the Tokio runtime: {e}")))?;
-    py.detach(|| handle.block_on(fut)).map_err(storage_error)
+    // A panic inside the Redis client must reach Python as a storage error,
+    // never as a PanicException.
+    py.detach(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.block_on(fut)))
+            .unwrap_or_else(|_| Err(StoreError("the Redis client failed unexpectedly".into())))
+    })
+    .map_err(storage_error)
 }
 
 pub(super) fn storage_error(err: StoreError) -> PyErr {

@@ -640,3 +640,52 @@ def test_redis_cluster(cluster: list[int]) -> None:
         redis.Redis(host="127.0.0.1", port=port).dbsize() == 0 for port in cluster
     )
     assert lim.remaining("user:5") == 2
+
+
+@pytest.fixture(scope="module")
+def tls_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A redis-server speaking TLS only, with a self-signed certificate."""
+    workdir = tmp_path_factory.mktemp("tls")
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    port = free_cluster_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port),
+         "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+         "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "the TLS server did not start"
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_rediss_tls(tls_port: int) -> None:
+    # "#insecure" skips certificate verification (a self-signed test server).
+    url = f"rediss://127.0.0.1:{tls_port}/0#insecure"
+    lim = RateLimiter(2, 60, storage=url, key_prefix="tls", on_error="raise", timeout=2)
+    assert [lim.allow("k") for _ in range(3)] == [True, True, False]
+    assert asyncio.run(lim.acheck("k"))["allowed"] is False
+    # Verifying the self-signed certificate fails: a storage error, no panic.
+    strict = RateLimiter(
+        2, 60, storage=f"rediss://127.0.0.1:{tls_port}/0", on_error="raise", timeout=2
+    )
+    with pytest.raises(StorageError):
+        strict.allow("k")
