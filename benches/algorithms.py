@@ -483,18 +483,9 @@ def main(argv: list[str] | None = None) -> int:
             del scn
             gc.collect()
         out["scenarios"][name] = res
-        summary = ", ".join(
-            f"{k}={v.get('median_ns', v.get('bytes_per_key'))}"
-            for k, v in res["results"].items()
-        )
-        print(f"  {summary}  [{time.monotonic() - t0:.1f}s]", file=sys.stderr)
+        core.log_summary(res, t0, "median_ns", "bytes_per_key")
 
-    text = json.dumps(out, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    else:
-        print(text)
+    core.emit_json(out, args.json)
     return 0
 
 

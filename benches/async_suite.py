@@ -32,7 +32,6 @@ import asyncio
 import functools
 import gc
 import importlib
-import json
 import math
 import os
 import platform
@@ -596,18 +595,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         gc.collect()
         out["scenarios"][name] = res
-        summary = ", ".join(
-            f"{k}={v.get('median_ns', v.get('total_ms', v.get('p99_ns')))}"
-            for k, v in res["results"].items()
-        )
-        print(f"  {summary}  [{time.monotonic() - t0:.1f}s]", file=sys.stderr)
+        core.log_summary(res, t0, "median_ns", "total_ms", "p99_ns")
 
-    text = json.dumps(out, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    else:
-        print(text)
+    core.emit_json(out, args.json)
     return 0
 
 

@@ -38,7 +38,6 @@ import gc
 import importlib
 import importlib.metadata
 import io
-import json
 import os
 import platform
 import sys
@@ -594,12 +593,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if _loop is not None:
         _loop.close()
-    text = json.dumps(out, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    else:
-        print(text)
+    core.emit_json(out, args.json)
     return 0
 
 

@@ -647,6 +647,26 @@ def run_memory(
 # --------------------------------------------------------------------------
 
 
+def log_summary(res: dict[str, Any], started: float, *fields: str) -> None:
+    """Prints one progress line: each implementation's first present field."""
+
+    def first(v: dict[str, Any]) -> Any:
+        return next((v[f] for f in fields if f in v), None)
+
+    summary = ", ".join(f"{k}={first(v)}" for k, v in res["results"].items())
+    print(f"  {summary}  [{time.monotonic() - started:.1f}s]", file=sys.stderr)
+
+
+def emit_json(out: dict[str, Any], path: Path | None) -> None:
+    """Writes the results to ``path`` (creating its folder), or to stdout."""
+    text = json.dumps(out, indent=2)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    else:
+        print(text)
+
+
 def _csv(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     items = [x.strip() for x in text.split(",") if x.strip()]
     unknown = [x for x in items if x not in allowed]
@@ -717,18 +737,9 @@ def main(argv: list[str] | None = None) -> int:
             del scn
             gc.collect()
         out["scenarios"][name] = res
-        summary = ", ".join(
-            f"{k}={v.get('median_ns', v.get('bytes_per_key'))}"
-            for k, v in res["results"].items()
-        )
-        print(f"  {summary}  [{time.monotonic() - t0:.1f}s]", file=sys.stderr)
+        log_summary(res, t0, "median_ns", "bytes_per_key")
 
-    text = json.dumps(out, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    else:
-        print(text)
+    emit_json(out, args.json)
     return 0
 
 
