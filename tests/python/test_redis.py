@@ -1,6 +1,7 @@
 """The Redis store: same decisions as the memory store, atomic, bounded keys,
-TTLs, failure policy. Needs a Redis server (RUST_PY_RATE_LIMIT_REDIS_URL,
-default redis://127.0.0.1:6379/15); .ci/run starts one when none answers.
+TTLs, failure policy. The server is the session's ``redis_url`` (a throwaway
+redis-server on a free port, or RUST_PY_RATE_LIMIT_REDIS_URL if set); the
+cluster and TLS tests start their own throwaway servers (redis_server.py).
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ from typing import Any
 
 import pytest
 import redis
+from redis_server import RedisServer, free_port, require_redis_server
 
 from rust_py_rate_limit import ManualClock, RateLimiter, StorageError
 
-URL = os.environ.get("RUST_PY_RATE_LIMIT_REDIS_URL", "redis://127.0.0.1:6379/15")
+SERVER = object()  # stands for the session's redis_url in parametrized options
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "decisions.json"
 
 
 @pytest.fixture(scope="module")
-def server() -> redis.Redis:
-    client = redis.Redis.from_url(URL)
+def server(redis_url: str) -> redis.Redis:
+    client = redis.Redis.from_url(redis_url)
     client.ping()
     return client
 
@@ -43,12 +45,12 @@ def prefix(server: redis.Redis) -> Iterator[str]:
         server.delete(key)
 
 
-def limiter(prefix: str, *args: Any, **kwargs: Any) -> RateLimiter:
-    return RateLimiter(*args, storage=URL, key_prefix=prefix, **kwargs)
+def limiter(url: str, prefix: str, *args: Any, **kwargs: Any) -> RateLimiter:
+    return RateLimiter(*args, storage=url, key_prefix=prefix, **kwargs)
 
 
-def test_basic_decisions_and_methods(prefix: str) -> None:
-    lim = limiter(prefix, 3, 60)
+def test_basic_decisions_and_methods(redis_url: str, prefix: str) -> None:
+    lim = limiter(redis_url, prefix, 3, 60)
     assert lim.storage == "redis"
     assert [lim.allow("k") for _ in range(4)] == [True, True, True, False]
     assert lim.check("k") == {
@@ -82,13 +84,16 @@ CASES = json.loads(VECTORS.read_text())["cases"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_shared_vectors_on_redis(case: dict[str, Any], prefix: str) -> None:
+def test_shared_vectors_on_redis(
+    redis_url: str, case: dict[str, Any], prefix: str
+) -> None:
     limits, steps = scaled_case(case)
     clock = ManualClock()
     clock.advance(1_000)  # any origin: decisions depend on differences
     if len(limits) == 1:
         (limit, window), *_ = limits
         lim = limiter(
+            redis_url,
             prefix,
             limit,
             window,
@@ -98,7 +103,9 @@ def test_shared_vectors_on_redis(case: dict[str, Any], prefix: str) -> None:
         )
     else:
         rate = ";".join(f"{limit}/{window}s" for limit, window in limits)
-        lim = limiter(prefix, rate=rate, algorithm=case["algorithm"], clock=clock)
+        lim = limiter(
+            redis_url, prefix, rate=rate, algorithm=case["algorithm"], clock=clock
+        )
     now_us = 0
     for i, step in enumerate(steps):
         clock.advance((step["at_ns"] - now_us) / 1e6)
@@ -123,10 +130,10 @@ def test_shared_vectors_on_redis(case: dict[str, Any], prefix: str) -> None:
     "algorithm", ["fixed", "sliding", "sliding_log", "token_bucket", "gcra"]
 )
 def test_refusals_write_nothing_and_writes_expire(
-    algorithm: str, prefix: str, server: redis.Redis
+    redis_url: str, algorithm: str, prefix: str, server: redis.Redis
 ) -> None:
     clock = ManualClock()
-    lim = limiter(prefix, 2, 10, algorithm=algorithm, clock=clock)
+    lim = limiter(redis_url, prefix, 2, 10, algorithm=algorithm, clock=clock)
     assert lim.allow("k", cost=2)
     (key,) = lim._redis_keys("k")
     ttl = server.pttl(key)
@@ -137,8 +144,8 @@ def test_refusals_write_nothing_and_writes_expire(
     assert server.pttl(key) <= ttl
 
 
-def test_keys_are_bounded_and_tagged(prefix: str) -> None:
-    lim = limiter(prefix, rate="1/second;5/minute")
+def test_keys_are_bounded_and_tagged(redis_url: str, prefix: str) -> None:
+    lim = limiter(redis_url, prefix, rate="1/second;5/minute")
     for key in ["", "{x}", "*", "\x00", "ключ", "x" * (1 << 20)]:
         a, b = lim._redis_keys(key)
         assert len(a) <= 128
@@ -148,9 +155,9 @@ def test_keys_are_bounded_and_tagged(prefix: str) -> None:
         assert lim.allow(key)
 
 
-def test_compound_is_all_or_nothing_on_redis(prefix: str) -> None:
+def test_compound_is_all_or_nothing_on_redis(redis_url: str, prefix: str) -> None:
     clock = ManualClock()
-    lim = limiter(prefix, rate="2/second;3/minute", clock=clock)
+    lim = limiter(redis_url, prefix, rate="2/second;3/minute", clock=clock)
     assert [lim.allow("k") for _ in range(3)] == [True, True, False]
     clock.advance(1)
     assert lim.allow("k")
@@ -164,9 +171,11 @@ def test_compound_is_all_or_nothing_on_redis(prefix: str) -> None:
     assert lim.allow("k", cost=2), "the refusals spent nothing per second"
 
 
-def test_clear_removes_only_this_limiter(prefix: str, server: redis.Redis) -> None:
-    a = limiter(prefix, 5, 60)
-    b = limiter(prefix, 5, 60, algorithm="gcra")
+def test_clear_removes_only_this_limiter(
+    redis_url: str, prefix: str, server: redis.Redis
+) -> None:
+    a = limiter(redis_url, prefix, 5, 60)
+    b = limiter(redis_url, prefix, 5, 60, algorithm="gcra")
     for i in range(50):
         a.allow(f"k{i}")
         b.allow(f"k{i}")
@@ -176,11 +185,11 @@ def test_clear_removes_only_this_limiter(prefix: str, server: redis.Redis) -> No
     assert sum(1 for _ in server.scan_iter(match=f"{prefix}:*")) == 50
 
 
-def test_two_processes_share_one_limit(prefix: str) -> None:
+def test_two_processes_share_one_limit(redis_url: str, prefix: str) -> None:
     script = textwrap.dedent(
         f"""
         from rust_py_rate_limit import RateLimiter
-        lim = RateLimiter(50, 60, storage={URL!r}, key_prefix={prefix!r})
+        lim = RateLimiter(50, 60, storage={redis_url!r}, key_prefix={prefix!r})
         print(sum(lim.allow("shared") for _ in range(40)))
         """
     )
@@ -194,8 +203,8 @@ def test_two_processes_share_one_limit(prefix: str) -> None:
     assert sum(admitted) == 50
 
 
-def test_awaitables_pipeline_on_one_connection(prefix: str) -> None:
-    lim = limiter(prefix, 100, 60)
+def test_awaitables_pipeline_on_one_connection(redis_url: str, prefix: str) -> None:
+    lim = limiter(redis_url, prefix, 100, 60)
 
     async def main() -> list[bool]:
         return list(await asyncio.gather(*(lim.aallow("k") for _ in range(150))))
@@ -208,8 +217,8 @@ def test_awaitables_pipeline_on_one_connection(prefix: str) -> None:
     assert asyncio.run(lim.acquire("k", timeout=0)) is True
 
 
-def test_threads_share_exactly(prefix: str) -> None:
-    lim = limiter(prefix, 300, 60)
+def test_threads_share_exactly(redis_url: str, prefix: str) -> None:
+    lim = limiter(redis_url, prefix, 300, 60)
     admitted = [0] * 4
 
     def work(i: int) -> None:
@@ -293,20 +302,15 @@ def test_breaker_opens_and_answers_without_the_network() -> None:
     assert blocked["retry_after_seconds"] >= 1
 
 
-def test_breaker_recovers_when_the_server_answers(prefix: str) -> None:
+def test_breaker_recovers_when_the_server_answers() -> None:
     # A server that is briefly unreachable: point at a port, then open it.
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    require_redis_server()
+    port = free_port()
     lim = RateLimiter(5, 60, storage=f"redis://127.0.0.1:{port}/0", timeout=0.05)
     for _ in range(3):
         assert lim.allow("k") is True  # on_error="allow" by default
     assert lim.stats()["breaker"] == "open"
-    proxy = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
+    revived = RedisServer(port=port)
     try:
         deadline = time.monotonic() + 10
         while lim.stats()["breaker"] != "closed" and time.monotonic() < deadline:
@@ -314,8 +318,7 @@ def test_breaker_recovers_when_the_server_answers(prefix: str) -> None:
         assert lim.stats()["breaker"] == "closed"
         assert [lim.allow("k") for _ in range(6)] == [True] * 5 + [False]
     finally:
-        proxy.terminate()
-        proxy.wait(timeout=10)
+        revived.stop()
 
 
 @pytest.mark.parametrize(
@@ -323,30 +326,33 @@ def test_breaker_recovers_when_the_server_answers(prefix: str) -> None:
     [
         ({"storage": 5}, TypeError, "storage"),
         ({"storage": "nope://x"}, ValueError, "storage"),
-        ({"storage": URL, "on_error": "maybe"}, ValueError, "on_error"),
-        ({"storage": URL, "timeout": 0}, ValueError, "timeout"),
-        ({"storage": URL, "key_prefix": "a{b}"}, ValueError, "key_prefix"),
-        ({"storage": URL, "max_keys": 5}, ValueError, "max_keys"),
+        ({"storage": SERVER, "on_error": "maybe"}, ValueError, "on_error"),
+        ({"storage": SERVER, "timeout": 0}, ValueError, "timeout"),
+        ({"storage": SERVER, "key_prefix": "a{b}"}, ValueError, "key_prefix"),
+        ({"storage": SERVER, "max_keys": 5}, ValueError, "max_keys"),
         ({"on_error": "deny"}, ValueError, "on_error"),
     ],
 )
-def test_bad_redis_options(options: dict[str, Any], error: type, name: str) -> None:
+def test_bad_redis_options(
+    options: dict[str, Any], error: type, name: str, redis_url: str
+) -> None:
+    options = {k: redis_url if v is SERVER else v for k, v in options.items()}
     with pytest.raises(error, match=name):
         RateLimiter(5, 60, **options)
 
 
-def test_limits_too_large_for_lua_numbers() -> None:
+def test_limits_too_large_for_lua_numbers(redis_url: str) -> None:
     with pytest.raises(ValueError, match="2\\^53"):
-        RateLimiter(10**9, 10**6, storage=URL)
+        RateLimiter(10**9, 10**6, storage=redis_url)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
-def test_forked_child_opens_its_own_connection(prefix: str) -> None:
+def test_forked_child_opens_its_own_connection(redis_url: str, prefix: str) -> None:
     script = textwrap.dedent(
         f"""
         import asyncio, os
         from rust_py_rate_limit import RateLimiter
-        lim = RateLimiter(10, 60, storage={URL!r}, key_prefix={prefix!r})
+        lim = RateLimiter(10, 60, storage={redis_url!r}, key_prefix={prefix!r})
         assert lim.allow("k")
         pid = os.fork()
         if pid == 0:
@@ -372,7 +378,9 @@ def test_forked_child_opens_its_own_connection(prefix: str) -> None:
 # -- adapters -------------------------------------------------------------------
 
 
-def test_middleware_shares_a_redis_limit_across_apps(prefix: str) -> None:
+def test_middleware_shares_a_redis_limit_across_apps(
+    redis_url: str, prefix: str
+) -> None:
     from fastapi import FastAPI
     from starlette.testclient import TestClient
 
@@ -389,7 +397,7 @@ def test_middleware_shares_a_redis_limit_across_apps(prefix: str) -> None:
             RateLimitMiddleware,
             limit=3,
             window_seconds=60,
-            storage=URL,
+            storage=redis_url,
             key_prefix=prefix,
         )
         return application
@@ -440,13 +448,13 @@ def test_middleware_never_lets_a_storage_error_escape() -> None:
     assert (r.status_code, r.json()) == (503, {"detail": "Rate limiter unavailable"})
 
 
-def test_redis_example_app(prefix: str) -> None:
+def test_redis_example_app(redis_url: str, prefix: str) -> None:
     import importlib.util
 
     from starlette.testclient import TestClient
 
     os.environ["RATE_LIMIT_PREFIX"] = prefix
-    os.environ["REDIS_URL"] = URL
+    os.environ["REDIS_URL"] = redis_url
     try:
         path = Path(__file__).resolve().parents[2] / "examples" / "redis_fastapi.py"
         spec = importlib.util.spec_from_file_location("redis_fastapi", path)
@@ -462,7 +470,7 @@ def test_redis_example_app(prefix: str) -> None:
     assert client.get("/stats").json()["limiter"]["blocked"] == 1
 
 
-def test_flask_and_django_take_storage_options(prefix: str) -> None:
+def test_flask_and_django_take_storage_options(redis_url: str, prefix: str) -> None:
     from flask import Flask
 
     from rust_py_rate_limit.flask import FlaskRateLimiter
@@ -470,7 +478,7 @@ def test_flask_and_django_take_storage_options(prefix: str) -> None:
     def flask_app() -> Flask:
         app = Flask(__name__)
         ext = FlaskRateLimiter(
-            app, limit=2, window_seconds=60, storage=URL, key_prefix=prefix
+            app, limit=2, window_seconds=60, storage=redis_url, key_prefix=prefix
         )
 
         @app.get("/")
@@ -505,7 +513,7 @@ def test_flask_and_django_take_storage_options(prefix: str) -> None:
     )
 
 
-def test_django_storage_settings(prefix: str) -> None:
+def test_django_storage_settings(redis_url: str, prefix: str) -> None:
     script = textwrap.dedent(
         f"""
         import django
@@ -514,7 +522,7 @@ def test_django_storage_settings(prefix: str) -> None:
             DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__,
             MIDDLEWARE=["rust_py_rate_limit.django.RateLimitMiddleware"],
             RUST_PY_RATE_LIMIT={{"LIMIT": 2, "WINDOW_SECONDS": 60,
-                                "STORAGE": {URL!r}, "KEY_PREFIX": {prefix!r}}},
+                                "STORAGE": {redis_url!r}, "KEY_PREFIX": {prefix!r}}},
         )
         django.setup()
         from django.http import JsonResponse
@@ -546,55 +554,24 @@ def test_django_storage_settings(prefix: str) -> None:
 # -- Redis Cluster ----------------------------------------------------------------
 
 
-def free_cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free too."""
-    import random
-
-    while True:
-        port = random.randint(20_000, 50_000)
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10_000))
-        except OSError:
-            continue
-        return port
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
-    """Three primaries, no replicas, on free ports."""
-    ports = [free_cluster_port() for _ in range(3)]
-    procs = []
-    for port in ports:
-        workdir = tmp_path_factory.mktemp(f"node{port}")
-        procs.append(
-            subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port", str(port),
-                    "--bind", "127.0.0.1",
+    """Three primaries, no replicas, on free ports (each with a free bus port)."""
+    require_redis_server()
+    nodes: list[RedisServer] = []
+    try:
+        for _ in range(3):
+            port = free_port(with_bus=True)
+            workdir = tmp_path_factory.mktemp(f"node{port}")
+            nodes.append(
+                RedisServer(
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", str(workdir / "nodes.conf"),
-                    "--dir", str(workdir),
-                    "--save", "",
-                    "--appendonly", "no",
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-    try:
-        for port in ports:
-            client = redis.Redis(host="127.0.0.1", port=port)
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+                    port=port,
+                    workdir=workdir,
+                )
+            )  # fmt: skip
+        ports = [node.port for node in nodes]
         subprocess.run(
             ["redis-cli", "--cluster", "create"]
             + [f"127.0.0.1:{p}" for p in ports]
@@ -610,10 +587,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
             time.sleep(0.1)
         yield ports
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=10)
+        for node in nodes:
+            node.stop()
 
 
 def test_redis_cluster(cluster: list[int]) -> None:
@@ -645,6 +620,7 @@ def test_redis_cluster(cluster: list[int]) -> None:
 @pytest.fixture(scope="module")
 def tls_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A redis-server speaking TLS only, with a self-signed certificate."""
+    require_redis_server()
     workdir = tmp_path_factory.mktemp("tls")
     cert, key = workdir / "cert.pem", workdir / "key.pem"
     subprocess.run(
@@ -655,26 +631,19 @@ def tls_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         capture_output=True,
         timeout=60,
     )  # fmt: skip
-    port = free_cluster_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", "0", "--tls-port", str(port),
-         "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-         "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
-         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
+    port = free_port()
+    server = RedisServer(
+        "--port", "0", "--tls-port", str(port),
+        "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+        port=port,
+        workdir=workdir,
+        plain_port=False,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "the TLS server did not start"
-            time.sleep(0.05)
         yield port
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
 
 
 def test_rediss_tls(tls_port: int) -> None:
