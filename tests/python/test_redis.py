@@ -185,24 +185,6 @@ def test_clear_removes_only_this_limiter(
     assert sum(1 for _ in server.scan_iter(match=f"{prefix}:*")) == 50
 
 
-def test_two_processes_share_one_limit(redis_url: str, prefix: str) -> None:
-    script = textwrap.dedent(
-        f"""
-        from rust_py_rate_limit import RateLimiter
-        lim = RateLimiter(50, 60, storage={redis_url!r}, key_prefix={prefix!r})
-        print(sum(lim.allow("shared") for _ in range(40)))
-        """
-    )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
-        )
-        for _ in range(3)
-    ]
-    admitted = [int(p.communicate(timeout=60)[0]) for p in procs]
-    assert sum(admitted) == 50
-
-
 def test_awaitables_pipeline_on_one_connection(redis_url: str, prefix: str) -> None:
     lim = limiter(redis_url, prefix, 100, 60)
 
