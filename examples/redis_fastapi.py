@@ -5,28 +5,47 @@ Run several workers against one Redis and the limit holds across all of them:
     uvicorn redis_fastapi:app --app-dir examples --workers 4
 
 Set REDIS_URL to point at your server (default redis://127.0.0.1:6379/0).
+REDIS_URL=memory shows what Redis buys: every worker then counts on its own,
+so four workers admit up to four times the limit. Each response names the
+worker that served it (X-Worker-Pid). RATE_LIMIT (default 5/10s),
+RATE_LIMIT_PREFIX and RATE_LIMIT_TIMEOUT (seconds) tune the limiter.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 from rust_py_rate_limit import RateLimiter
 from rust_py_rate_limit.fastapi import RateLimitMiddleware
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+RATE = os.environ.get("RATE_LIMIT", "5/10s")
 
 app = FastAPI(title="rust-py-rate-limit on Redis")
-limiter = RateLimiter(
-    rate="5/10s",
-    storage=REDIS_URL,
-    key_prefix=os.environ.get("RATE_LIMIT_PREFIX", "demo"),
-    timeout=0.05,  # a slow Redis never stalls a request for long
-    on_error="allow",  # fail open: an outage admits traffic (counted in stats)
-)
+if REDIS_URL == "memory":
+    limiter = RateLimiter(rate=RATE)  # one limit per worker process
+else:
+    limiter = RateLimiter(
+        rate=RATE,
+        storage=REDIS_URL,
+        key_prefix=os.environ.get("RATE_LIMIT_PREFIX", "demo"),
+        # a slow Redis never stalls a request for long
+        timeout=float(os.environ.get("RATE_LIMIT_TIMEOUT", "0.05")),
+        on_error="allow",  # fail open: an outage admits traffic (counted in stats)
+    )
 app.add_middleware(RateLimitMiddleware, limiter=limiter, exempt=["/stats"])
+
+
+@app.middleware("http")  # added last, so it is outermost: 429s carry it too
+async def worker_pid(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    response = await call_next(request)
+    response.headers["X-Worker-Pid"] = str(os.getpid())
+    return response
 
 
 @app.get("/api/users")

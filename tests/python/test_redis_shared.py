@@ -6,14 +6,21 @@ conftest.py and redis_server.py).
 
 from __future__ import annotations
 
+import http.client
+import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import redis
+from redis_server import free_port
 
 from rust_py_rate_limit import RateLimiter
 
@@ -109,3 +116,111 @@ def test_processes_and_threads_admit_exactly_the_limit(
     assert sum(r[0] for r in reports) == limit
     check = RateLimiter(limit, 600, storage=redis_url, key_prefix=prefix)
     assert check.remaining("hot") == 0
+
+
+# -- uvicorn workers -----------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def serve_example(
+    tmp_path: Path,
+) -> Iterator[Callable[[dict[str, str]], int]]:
+    """Starts ``examples/redis_fastapi.py`` under ``uvicorn --workers 4`` with
+    the given environment; returns its port once it answers. Every server is
+    terminated by PID at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(env: dict[str, str]) -> int:
+        port = free_port()
+        log = tmp_path / f"uvicorn-{port}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "redis_fastapi:app",
+                 "--app-dir", str(EXAMPLES), "--workers", "4",
+                 "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        procs.append(proc)
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"uvicorn exited:\n{log.read_text()}")
+            try:
+                if request(port, "/stats")[0] == 200:
+                    return port
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "uvicorn did not answer"
+            time.sleep(0.1)
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def request(port: int, path: str = "/api/users") -> tuple[int, int]:
+    """GET over a fresh connection (so the kernel hands it to any worker):
+    the status and the pid of the worker that served it."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        response.read()
+        return response.status, int(response.getheader("X-Worker-Pid", "0"))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("storage", ["redis", "memory"])
+def test_uvicorn_workers_share_one_limit_on_redis_only(
+    storage: str,
+    redis_url: str,
+    prefix: str,
+    serve_example: Callable[[dict[str, str]], int],
+) -> None:
+    """Four uvicorn workers: on Redis they admit exactly the limit in total;
+    on the memory store each worker admits its own limit.
+
+    The kernel hands each new connection to whichever worker accepts it
+    first, which guarantees no spread at all; so requests go out in rounds
+    (fresh connections from 8 threads) until the workers that served them
+    would, counting alone, admit more than the limit: at least two workers,
+    enough requests each. Only then do the totals tell the stores apart.
+    """
+    limit = 20
+    port = serve_example(
+        {
+            "REDIS_URL": redis_url if storage == "redis" else "memory",
+            "RATE_LIMIT": f"{limit}/hour",  # no window ends during the test
+            "RATE_LIMIT_PREFIX": prefix,
+            "RATE_LIMIT_TIMEOUT": "5",  # no fail-open on a busy machine
+        }
+    )
+    served: Counter[int] = Counter()  # requests per worker pid
+    admitted: Counter[int] = Counter()
+    deadline = time.monotonic() + 60
+    with ThreadPoolExecutor(8) as pool:
+        while sum(min(limit, n) for n in served.values()) <= limit:
+            assert time.monotonic() < deadline, f"requests never spread: {served}"
+            for status, pid in pool.map(lambda _: request(port), range(16)):
+                assert status in (200, 429), status
+                assert pid > 0
+                served[pid] += 1
+                admitted[pid] += status == 200
+    assert len(served) >= 2
+    if storage == "redis":
+        assert sum(admitted.values()) == limit, (admitted, served)
+    else:
+        # Each worker alone: its first `limit` requests pass.
+        assert admitted == {pid: min(limit, n) for pid, n in served.items()}
+        assert limit < sum(admitted.values()) <= 4 * limit
