@@ -33,8 +33,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// Called by `os.register_at_fork(after_in_child=...)`: starts this
 /// process's own janitors (the parent's tasks do not exist here).
 #[pyfunction]
-fn _after_fork_in_child() {
-    bridge::after_fork_in_child();
+fn _after_fork_in_child(py: Python<'_>) {
+    bridge::after_fork_in_child(py);
     crate::janitor::restart_after_fork();
 }
 

@@ -284,12 +284,24 @@ def test_tokio_bridge_round_trip(runner: str) -> None:
 def test_tokio_bridge_cancellation_and_bad_input() -> None:
     from rust_py_rate_limit import _native
 
+    def alive() -> int:
+        return int(_native._runtime_info()["alive_tasks"])
+
     async def main() -> None:
+        await _native._roundtrip(0)  # the runtime is up
+        baseline = alive()
         pending = asyncio.ensure_future(_native._roundtrip(1, 60))
         await asyncio.sleep(0.01)
+        assert alive() == baseline + 1
         pending.cancel()
         with pytest.raises(asyncio.CancelledError):
             await pending
+        # The cancelled await's Tokio task ends too (it would sleep 60 s).
+        for _ in range(200):
+            if alive() == baseline:
+                break
+            await asyncio.sleep(0.005)
+        assert alive() == baseline
 
     asyncio.run(main())
     with pytest.raises(ValueError, match="delay_seconds"):
@@ -340,3 +352,83 @@ def test_awaitable_twins_refuse_a_bool_cost() -> None:
         with pytest.raises(TypeError, match="cost"):
             asyncio.run(twin("k", True))
     assert limiter.stats()["total_checks"] == 0
+
+
+def test_tokio_bridge_keeps_no_descriptor_per_finished_loop() -> None:
+    import gc
+    import os
+
+    from rust_py_rate_limit import _native
+
+    fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+
+    async def trip() -> object:
+        return await _native._roundtrip("x")
+
+    assert asyncio.run(trip()) == "x"
+    gc.collect()
+    before = len(os.listdir(fd_dir))
+    for _ in range(300):
+        assert asyncio.run(trip()) == "x"
+    gc.collect()
+    # Each loop's wake-up pipe closes with its loop.
+    assert len(os.listdir(fd_dir)) - before < 10
+
+
+def test_tokio_bridge_results_reach_each_threads_own_loop() -> None:
+    import threading
+
+    from rust_py_rate_limit import _native
+
+    results: dict[int, list[object]] = {}
+
+    def run(i: int) -> None:
+        async def main() -> list[object]:
+            return list(
+                await asyncio.gather(
+                    *(_native._roundtrip((i, j), 0.001 * (j % 3)) for j in range(200))
+                )
+            )
+
+        results[i] = asyncio.run(main())
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: [(i, j) for j in range(200)] for i in range(4)}
+
+
+def test_tokio_bridge_needs_a_running_loop() -> None:
+    from rust_py_rate_limit import _native
+
+    with pytest.raises(RuntimeError, match="event loop"):
+        _native._roundtrip(1)
+
+
+def test_tokio_bridge_skips_results_of_cancelled_awaits() -> None:
+    import sys
+
+    from rust_py_rate_limit import _native
+
+    unraisable: list[object] = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+
+    async def main() -> list[object]:
+        doomed = [asyncio.ensure_future(_native._roundtrip(i, 0.02)) for i in range(50)]
+        kept = [_native._roundtrip(i, 0.02) for i in range(50)]
+        await asyncio.sleep(0)
+        for fut in doomed:
+            fut.cancel()
+        got: list[object] = list(await asyncio.gather(*kept))
+        await asyncio.sleep(0.05)  # the cancelled ones' results arrive too
+        assert all(fut.cancelled() for fut in doomed)
+        return got
+
+    try:
+        assert asyncio.run(main()) == list(range(50))
+    finally:
+        sys.unraisablehook = old_hook
+    assert unraisable == []
