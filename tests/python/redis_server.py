@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,7 +88,10 @@ class RedisServer:
         self.binary = require_redis_server()
         self.port = port if port is not None else free_port(with_bus=True)
         self.extra = list(extra)
-        self.workdir = workdir
+        # Its own directory: a replica's sync writes an RDB file even
+        # with --save "", and it must not land in the caller's directory.
+        self.own_dir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="redis-test-"))
         self.plain_port = plain_port
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
@@ -100,8 +104,7 @@ class RedisServer:
         args = [self.binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         if self.plain_port:
             args += ["--port", str(self.port)]
-        if self.workdir is not None:
-            args += ["--dir", str(self.workdir)]
+        args += ["--dir", str(self.workdir)]
         self.proc = subprocess.Popen(
             args + self.extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -125,6 +128,15 @@ class RedisServer:
         self.proc = None
 
     def stop(self) -> None:
+        """Stops the server for good (and removes its directory if it made it)."""
+        if self.own_dir:
+            self.own_dir = False
+            self._terminate()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        else:
+            self._terminate()
+
+    def _terminate(self) -> None:
         if self.proc is None:
             return
         os.kill(self.proc.pid, signal.SIGCONT)
