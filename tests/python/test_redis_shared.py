@@ -6,8 +6,10 @@ conftest.py and redis_server.py).
 
 from __future__ import annotations
 
+import glob
 import http.client
 import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis_server import free_port
+from redis_server import free_port, in_ci
 
 from rust_py_rate_limit import RateLimiter
 
@@ -224,3 +226,107 @@ def test_uvicorn_workers_share_one_limit_on_redis_only(
         # Each worker alone: its first `limit` requests pass.
         assert admitted == {pid: min(limit, n) for pid, n in served.items()}
         assert limit < sum(admitted.values()) <= 4 * limit
+
+
+# -- clocks that disagree --------------------------------------------------------
+
+FAKETIME_HINT = (
+    "libfaketime not found: the clock-skew test runs clients with their clocks "
+    "moved by libfaketime. Install it (Debian/Ubuntu: apt-get install faketime)."
+)
+
+
+def libfaketime() -> str:
+    """The libfaketime preload library; skips the test (fails it in CI) without it."""
+    patterns = [
+        "/usr/lib/*/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+        "/usr/local/lib/faketime/libfaketime.so.1",
+    ]
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    if in_ci():
+        pytest.fail(FAKETIME_HINT, pytrace=False)
+    pytest.skip(FAKETIME_HINT)
+
+
+SKEWED = textwrap.dedent(
+    """
+    import sys, time
+    from rust_py_rate_limit import RateLimiter
+    url, prefix, algorithm, limit = sys.argv[1:]
+    lim = RateLimiter(int(limit), 600, algorithm=algorithm, storage=url,
+                      key_prefix=prefix, timeout=10, on_error="raise")
+    for line in sys.stdin:
+        command, _, arg = line.strip().partition(" ")
+        if command == "time":
+            print(time.time(), flush=True)
+        elif command == "hit":
+            print(sum(lim.allow("shared") for _ in range(int(arg))), flush=True)
+        elif command == "retry":
+            print(lim.check("shared")["retry_after_seconds"], flush=True)
+    """
+)
+
+
+class Client:
+    """A client process whose wall clock is ``offset`` away (libfaketime)."""
+
+    def __init__(self, offset: str, *args: str) -> None:
+        env = {
+            **os.environ,
+            "LD_PRELOAD": libfaketime(),
+            "FAKETIME": offset,
+            # Only the wall clock moves: Tokio's timers (the per-operation
+            # deadline) run on the monotonic clock and keep working.
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
+        self.proc = spawn(SKEWED, *args, env=env)
+
+    def ask(self, command: str) -> str:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        answer = self.proc.stdout.readline() if ready else ""
+        if not answer:
+            self.proc.kill()
+            pytest.fail(f"client died: {self.proc.communicate(timeout=10)[1]}")
+        return answer.strip()
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("algorithm", ["sliding", "gcra"])
+def test_clients_with_skewed_clocks_share_one_limit(
+    algorithm: str, redis_url: str, prefix: str
+) -> None:
+    """Two clients whose clocks are two days behind and three hours ahead
+    share one limit exactly: the scripts compute on the server's TIME, never
+    on a client's clock. (Had they used the client's clock, the client ahead
+    would find the window long over, or the debt long drained, and admit a
+    whole limit again.)"""
+    limit = 30
+    args = (redis_url, prefix, algorithm, str(limit))
+    behind, ahead = Client("-2d", *args), Client("+3h", *args)
+    try:
+        real = time.time()
+        skews = [float(c.ask("time")) - real for c in (behind, ahead)]
+        assert abs(skews[0] + 2 * 86_400) < 60, skews  # the skew took effect
+        assert abs(skews[1] - 3 * 3_600) < 60, skews
+        assert int(behind.ask("hit 20")) == 20
+        assert int(ahead.ask("hit 30")) == 10
+        assert int(behind.ask("hit 30")) == 0
+        assert int(ahead.ask("hit 5")) == 0
+        for client in (behind, ahead):  # times come from the server too
+            assert 0 < int(client.ask("retry")) <= 2 * 600  # sliding: 2 windows
+    finally:
+        behind.close()
+        ahead.close()
+    server_time = redis.Redis.from_url(redis_url).time()[0]
+    assert abs(server_time - time.time()) < 60, "the server's clock is real"
