@@ -1,107 +1,745 @@
-"""Redis store figures, side by side in one process (needs a Redis server).
+"""The "redis" suite: our Redis store, raw redis-py and the peers' stores; ONE run.
 
-    .venv/bin/python benches/redis_bench.py [--url redis://127.0.0.1:6379/15]
+Every row talks to the same redis-server, from this one interpreter, with the
+machinery of ``scenarios.py`` (interleaved repeats in an order rotated by one
+place per repeat, median, a fresh client or limiter per run, GC off while
+timed, one discarded warm-up round). One scenario, ``hits``: each run gets
+``KEYS`` fresh keys, hits each once untimed (this opens the connection, loads
+the scripts and creates the keys), then times ``hits`` hits round-robin over
+them. The limit is 10^6 per 60 s, so nothing is refused; every timed result is
+checked anyway and refusals are counted. Cells are µs/hit and their ratio to
+the raw EVALSHA round trip measured in the same run.
 
-Rows, each the median of interleaved repeats, as ratios to a raw EVALSHA round
-trip from redis-py in the same process:
+Rows:
 
-- ``redis-py PING`` and ``redis-py EVALSHA`` of a trivial script (baselines);
-- ``allow()`` of ours on a Redis store, one thread;
-- ``await aallow()`` one at a time, and 100 concurrent awaits (per hit).
+- baselines: redis-py ``PING`` and ``EVALSHA`` of ``return 1``;
+- ours, sync: ``RateLimiter(..., storage=url).allow(key)`` for each algorithm;
+- ours, async: ``await aallow(key)`` one at a time, and 100 at a time
+  (``asyncio.gather`` of 100 awaits, one per key), per hit;
+- peers, sync, on their own Redis stores: limits (``RedisStorage`` with
+  ``FixedWindowRateLimiter`` / ``MovingWindowRateLimiter``, ``hit``),
+  throttled-py (``RedisStore``; fixed window, GCRA, token bucket, ``limit``),
+  pyrate-limiter (``RedisBucket`` and ``StateBucket`` + ``RedisStateStore``,
+  ``Limiter.try_acquire``). Each is compared with our same algorithm
+  (``ours_over_peer`` = ours / peer, below 1 = ours faster).
 
-Targets: ``allow()`` at most 1.1x an EVALSHA round trip; 100 concurrent
-awaits at least 5x the sequential rate.
+The server: ``--redis-url`` if given, else a throwaway ``redis-server`` on a
+free loopback port (nothing saved to disk), stopped by PID at the end; with
+neither, the suite is skipped with a note. Every key lives under one fresh
+prefix (``rprl-bench-<random>``), deleted at the end (SCAN + DEL, never KEYS or
+FLUSHDB).
+
+Output is JSON on stdout (or in ``--json FILE``); progress goes to stderr.
+
+    python benches/redis_bench.py --impl evalsha,fixed,limits_fixed --quick
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import functools
+import gc
+import importlib
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-import redis
+import scenarios as core
+from scenarios import Handle, Impl, Params, Sample, Scenario
 
-from rust_py_rate_limit import RateLimiter
+OURS = "rust_py_rate_limit"
+BASELINE = "evalsha"
+LIMIT = 10**6  # per WINDOW; far above the hits any key gets in one run
+WINDOW = 60
+KEYS = 100  # distinct keys per run; also the size of one asyncio.gather
+ALL_SCENARIOS = ("hits",)
+INSTALL_HINT = (
+    "redis-server not found and no --redis-url given: skipping the redis "
+    "suite. Install it (Debian/Ubuntu: apt-get install redis-server; macOS: "
+    "brew install redis) or pass --redis-url redis://host:port/db."
+)
+
+# Targets (checked in run.py).
+EVALSHA_BUDGET = 1.1  # ours allow() / raw EVALSHA round trip
+PEER_BUDGET = 1.0  # ours / peer, same algorithm (below 1: ours faster)
+GATHER_FACTOR = 5.0  # one-at-a-time aallow ns/hit / 100-concurrent ns/hit
+
+# Import name -> name on PyPI (as pinned in benches/requirements.txt).
+PACKAGES = {
+    "redis": "redis",
+    OURS: "rust-py-rate-limit",
+    "limits": "limits",
+    "throttled": "throttled-py",
+    "pyrate_limiter": "pyrate-limiter",
+}
 
 
-def per_call(fn: Callable[[], object], n: int) -> float:
-    start = time.perf_counter_ns()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter_ns() - start) / n / 1000
+@dataclass(frozen=True)
+class RedisParams:
+    # Many short runs rather than a few long ones: a network round trip is
+    # easily disturbed by whatever else the machine runs, and finer interleaving
+    # spreads a disturbance over every row instead of one.
+    repeats: int = 15
+    hits: int = 2_000  # timed hits per run (a multiple of KEYS)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--url", default="redis://127.0.0.1:6379/15")
-    parser.add_argument("--n", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
-    client = redis.Redis.from_url(args.url)
+QUICK = RedisParams(repeats=5, hits=500)
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Where every row connects and the namespace of every key it writes."""
+
+    url: str
+    prefix: str
+
+
+# --------------------------------------------------------------------------
+# Handles. ``run`` counts refusals in the timed loop itself, one call of
+# ``allowed(result)`` per hit for every row, so every row pays the same.
+# --------------------------------------------------------------------------
+
+
+def _true(result: Any) -> bool:
+    return True
+
+
+class CallHandle(Handle):
+    """``fn(key)`` per key; ``allowed(result)`` says whether it was admitted."""
+
+    def __init__(
+        self,
+        fn: Callable[[str], Any],
+        allowed: Callable[[Any], bool] = bool,
+        close: Callable[[], Any] | None = None,
+    ) -> None:
+        self._fn = fn
+        self._allowed = allowed
+        self._close = close
+        self.refused = 0
+
+    def run(self, keys: list[str]) -> None:
+        fn = self._fn
+        allowed = self._allowed
+        refused = 0
+        for k in keys:
+            if not allowed(fn(k)):
+                refused += 1
+        self.refused += refused
+
+    def hit(self, key: str) -> bool:
+        return self._allowed(self._fn(key))
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+
+class AwaitHandle(CallHandle):
+    """``await fn(key)`` per key, ``batch`` awaits at a time (asyncio.gather).
+
+    Runs in its own event loop; ``batch=1`` awaits one call at a time.
+    """
+
+    def __init__(self, fn: Callable[[str], Any], batch: int) -> None:
+        super().__init__(fn)
+        self._batch = batch
+        self._loop = asyncio.new_event_loop()
+
+    async def _arun(self, keys: list[str]) -> int:
+        fn = self._fn
+        refused = 0
+        if self._batch == 1:
+            for k in keys:
+                if not await fn(k):
+                    refused += 1
+            return refused
+        gather = asyncio.gather
+        step = self._batch
+        for i in range(0, len(keys), step):
+            results = await gather(*[fn(k) for k in keys[i : i + step]])
+            refused += sum(1 for r in results if not r)
+        return refused
+
+    def run(self, keys: list[str]) -> None:
+        self.refused += self._loop.run_until_complete(self._arun(keys))
+
+    def hit(self, key: str) -> bool:
+        return self._loop.run_until_complete(self._arun([key])) == 0
+
+    def close(self) -> None:
+        self._loop.close()
+
+
+# --------------------------------------------------------------------------
+# Rows. ``make(ctx, limit, window)`` builds one client or limiter.
+# --------------------------------------------------------------------------
+
+
+def _redis_client(ctx: Ctx) -> Any:
+    return importlib.import_module("redis").Redis.from_url(ctx.url)
+
+
+def _make_ping(ctx: Ctx, limit: int, window: int) -> Handle:
+    client = _redis_client(ctx)
+    ping = client.ping
+    return CallHandle(lambda key: ping(), _true, client.close)
+
+
+def _make_evalsha(ctx: Ctx, limit: int, window: int) -> Handle:
+    client = _redis_client(ctx)
     sha = client.script_load("return 1")
-    prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    limiter = RateLimiter(10**7, 60, storage=args.url, key_prefix=prefix, timeout=1.0)
-    limiter.allow("warm")
+    evalsha = client.evalsha
+    return CallHandle(lambda key: evalsha(sha, 0), _true, client.close)
 
-    async def sequential(n: int) -> None:
-        for _ in range(n):
-            await limiter.aallow("k")
 
-    async def concurrent(n: int) -> None:
-        for _ in range(n // 100):
-            await asyncio.gather(*(limiter.aallow("k") for _ in range(100)))
+def _ours_limiter(ctx: Ctx, limit: int, window: int, algorithm: str) -> Any:
+    mod = importlib.import_module(OURS)
+    # on_error="raise": a Redis failure must show, never be answered by the
+    # fail-open policy without a round trip.
+    return mod.RateLimiter(
+        limit,
+        window,
+        algorithm=algorithm,
+        storage=ctx.url,
+        key_prefix=ctx.prefix,
+        timeout=1.0,
+        on_error="raise",
+    )
 
-    rows: dict[str, list[float]] = {
-        "redis-py PING": [],
-        "redis-py EVALSHA": [],
-        "ours allow()": [],
-        "ours await aallow(), one at a time": [],
-        "ours await aallow(), 100 concurrent": [],
+
+def _ours(algorithm: str) -> Callable[[Ctx, int, int], Handle]:
+    def make(ctx: Ctx, limit: int, window: int) -> Handle:
+        return CallHandle(_ours_limiter(ctx, limit, window, algorithm).allow)
+
+    return make
+
+
+def _ours_await(batch: int) -> Callable[[Ctx, int, int], Handle]:
+    def make(ctx: Ctx, limit: int, window: int) -> Handle:
+        return AwaitHandle(_ours_limiter(ctx, limit, window, "fixed").aallow, batch)
+
+    return make
+
+
+def _limits(strategy: str) -> Callable[[Ctx, int, int], Handle]:
+    """``<strategy>(RedisStorage(url, key_prefix=...)).hit(item, key)``."""
+
+    def make(ctx: Ctx, limit: int, window: int) -> Handle:
+        limits = importlib.import_module("limits")
+        storage = importlib.import_module("limits.storage")
+        strategies = importlib.import_module("limits.strategies")
+        item = limits.RateLimitItemPerSecond(limit, window)
+        store = storage.RedisStorage(ctx.url, key_prefix=ctx.prefix)
+        hit = functools.partial(getattr(strategies, strategy)(store).hit, item)
+        return CallHandle(hit, bool, store.storage.close)
+
+    return make
+
+
+def _not_limited(result: Any) -> bool:
+    return not result.limited
+
+
+def _throttled(using: str) -> Callable[[Ctx, int, int], Handle]:
+    """``Throttled(using, quota, store=RedisStore(url), timeout=-1).limit(key)``."""
+
+    def make(ctx: Ctx, limit: int, window: int) -> Handle:
+        throttled = importlib.import_module("throttled")
+        quota = throttled.rate_limiter.per_duration(timedelta(seconds=window), limit)
+        store = throttled.store.RedisStore(server=ctx.url, options={})
+        # timeout=-1: return at once when limited, never wait and retry.
+        limiter = throttled.Throttled(
+            using=using,
+            quota=quota,
+            store=store,
+            timeout=-1,
+            key_prefix=ctx.prefix,
+        )
+        return CallHandle(limiter.limit, _not_limited)
+
+    return make
+
+
+class _RedisBuckets:
+    """The routing half of a pyrate-limiter ``BucketFactory``: one Redis-backed
+    bucket per key (``item.name``), made on first use.
+
+    ``Limiter(bucket)`` alone puts every name in ONE bucket (its
+    ``SingleBucketFactory`` ignores the name); the docs route names to buckets
+    with a ``BucketFactory``. Mixed into ``pyrate_limiter.BucketFactory`` at
+    run time (the package is imported lazily), see ``_pyrate``. Timestamps
+    come from the wall clock in ms, what ``RedisBucket.now()`` and a
+    ``RedisStateStore``'s default clock use. No bucket is registered with the
+    background Leaker: a run lasts well under the 60 s window, and a
+    ``StateBucket``'s ``leak()`` is a no-op.
+    """
+
+    def __init__(self, pl: Any, client: Any, prefix: str, rate: Any, gcra: bool):
+        self._pl = pl
+        self._client = client
+        self._prefix = prefix
+        self._rates = [rate]
+        self._gcra = gcra
+        self._now = pl.WallClock().now
+        self._rate_item = pl.RateItem
+        self.buckets: dict[str, Any] = {}
+
+    def wrap_item(self, name: str, weight: int = 1) -> Any:
+        return self._rate_item(name, self._now(), weight=weight)
+
+    def get(self, item: Any) -> Any:
+        bucket = self.buckets.get(item.name)
+        if bucket is None:
+            pl = self._pl
+            key = f"{self._prefix}:{item.name}"
+            if self._gcra:
+                store = pl.RedisStateStore(self._client, key)
+                bucket = pl.StateBucket(self._rates, store=store, algorithm=pl.GCRA())
+            else:
+                bucket = pl.RedisBucket.init(self._rates, self._client, key)
+            self.buckets[item.name] = bucket
+        return bucket
+
+    def owned_buckets(self) -> list[Any]:
+        return list(self.buckets.values())
+
+
+def _pyrate(gcra: bool) -> Callable[[Ctx, int, int], Handle]:
+    """``Limiter(PerKeyFactory()).try_acquire(key, 1, False)`` on Redis buckets."""
+
+    def make(ctx: Ctx, limit: int, window: int) -> Handle:
+        pl = importlib.import_module("pyrate_limiter")
+        client = _redis_client(ctx)
+        rate = pl.Rate(limit, window * 1000)  # ms; burst = limit
+        bases = (_RedisBuckets, pl.BucketFactory)
+        factory_cls = type("PerKeyRedisFactory", bases, {"__module__": __name__})
+        prefix = ctx.prefix
+        limiter = pl.Limiter(factory_cls(pl, client, prefix, rate, gcra))
+        acquire = limiter.try_acquire
+
+        def close() -> None:
+            limiter.close()
+            client.close()
+
+        # blocking=False: a full bucket returns False at once (no sleep).
+        return CallHandle(lambda key: acquire(key, 1, False), bool, close)
+
+    return make
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the suite."""
+
+    name: str
+    module: str  # module whose version is reported
+    make: Callable[[Ctx, int, int], Handle]
+    what: str  # what is timed per hit
+    kind: str  # "baseline", "ours", "async" or "peer"
+    vs: str = ""  # peer: our row of the same algorithm; async: the sequential row
+
+
+ROWS: dict[str, Row] = {
+    r.name: r
+    for r in (
+        Row("ping", "redis", _make_ping, "redis-py `client.ping()`", "baseline"),
+        Row(
+            "evalsha",
+            "redis",
+            _make_evalsha,
+            'redis-py `client.evalsha(sha, 0)` of `"return 1"`: **the baseline**',
+            "baseline",
+        ),
+        Row(
+            "fixed",
+            OURS,
+            _ours("fixed"),
+            '`RateLimiter(L, 60, storage=url, on_error="raise").allow(k)` (fixed '
+            "window, the default)",
+            "ours",
+        ),
+        Row("sliding", OURS, _ours("sliding"), 'ours `algorithm="sliding"`', "ours"),
+        Row(
+            "sliding_log",
+            OURS,
+            _ours("sliding_log"),
+            'ours `algorithm="sliding_log"` (exact moving window)',
+            "ours",
+        ),
+        Row("gcra", OURS, _ours("gcra"), 'ours `algorithm="gcra"`', "ours"),
+        Row(
+            "token_bucket",
+            OURS,
+            _ours("token_bucket"),
+            'ours `algorithm="token_bucket"`',
+            "ours",
+        ),
+        Row(
+            "limits_fixed",
+            "limits",
+            _limits("FixedWindowRateLimiter"),
+            "limits `FixedWindowRateLimiter(RedisStorage(url)).hit(item, k)`",
+            "peer",
+            vs="fixed",
+        ),
+        Row(
+            "limits_moving",
+            "limits",
+            _limits("MovingWindowRateLimiter"),
+            "limits `MovingWindowRateLimiter(RedisStorage(url)).hit(item, k)`",
+            "peer",
+            vs="sliding_log",
+        ),
+        Row(
+            "throttled_fixed",
+            "throttled",
+            _throttled("fixed_window"),
+            'throttled-py `Throttled(using="fixed_window", store=RedisStore(url), '
+            "timeout=-1).limit(k)`",
+            "peer",
+            vs="fixed",
+        ),
+        Row(
+            "throttled_gcra",
+            "throttled",
+            _throttled("gcra"),
+            'throttled-py, `using="gcra"`',
+            "peer",
+            vs="gcra",
+        ),
+        Row(
+            "throttled_token_bucket",
+            "throttled",
+            _throttled("token_bucket"),
+            'throttled-py, `using="token_bucket"`',
+            "peer",
+            vs="token_bucket",
+        ),
+        Row(
+            "pyrate_bucket",
+            "pyrate_limiter",
+            _pyrate(gcra=False),
+            "pyrate-limiter `Limiter(factory).try_acquire(k, 1, False)`, a "
+            "`RedisBucket` (sorted-set log) per key",
+            "peer",
+            vs="sliding_log",
+        ),
+        Row(
+            "pyrate_gcra",
+            "pyrate_limiter",
+            _pyrate(gcra=True),
+            "pyrate-limiter, a GCRA `StateBucket` on a `RedisStateStore` per key",
+            "peer",
+            vs="gcra",
+        ),
+        Row(
+            "aallow",
+            OURS,
+            _ours_await(1),
+            "ours fixed `await lim.aallow(k)`, one at a time",
+            "async",
+        ),
+        Row(
+            "aallow_gather",
+            OURS,
+            _ours_await(KEYS),
+            f"ours fixed, `asyncio.gather` of {KEYS} `lim.aallow(k)` (one per key), "
+            "per hit",
+            "async",
+            vs="aallow",
+        ),
+    )
+}
+
+
+# --------------------------------------------------------------------------
+# The scenario
+# --------------------------------------------------------------------------
+
+
+class Hits(Scenario):
+    name = "hits"
+    description = (
+        f"{KEYS} fresh keys per run, each hit once untimed, then hits round-robin "
+        f"over them; limit {LIMIT:,} per {WINDOW} s (never reached)"
+    )
+
+    def __init__(self, p: RedisParams) -> None:
+        super().__init__(replace(Params(), repeats=p.repeats))
+        self.hits = p.hits
+        self.refused: dict[str, int] = {}
+
+    def sample(self, impl: Impl, repeat: int) -> Sample:
+        keys = core._prehashed([f"{impl.name}:{repeat + 1}:{i}" for i in range(KEYS)])
+        timed = keys * (self.hits // KEYS)
+        try:
+            with core._limiter(impl, LIMIT) as h:
+                assert isinstance(h, CallHandle)
+                h.run(keys)
+                h.refused = 0
+                ns = core._timed(h, timed)
+                refused = h.refused
+                core._expect(h.hit(keys[0]), True, "first key after the run")
+        except core.SanityError:
+            raise
+        except Exception as exc:  # a Redis error: report the row, keep going
+            raise core.SanityError(f"{type(exc).__name__}: {exc}") from exc
+        if repeat >= 0:
+            self.refused[impl.name] = self.refused.get(impl.name, 0) + refused
+        return {"ns": ns / len(timed)}
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "keys": KEYS,
+            "hits": self.hits,
+            "limit": LIMIT,
+            "window": WINDOW,
+            "refused": self.refused,
+        }
+
+
+def _add_vs(res: dict[str, Any]) -> None:
+    """Each row's ``vs``, ``ratio_vs`` (median / median of vs) and, for a peer,
+    ``ours_over_peer`` (median of our same algorithm / the peer's median)."""
+    results = res["results"]
+    for name, row in results.items():
+        vs = ROWS[name].vs
+        row["vs"] = vs or None
+        row["refused"] = res["refused"].get(name, 0)
+        base = results.get(vs or name, {}).get("median_ns")
+        row["ratio_vs"] = round(row["median_ns"] / base, 4) if base else None
+        if ROWS[name].kind == "peer":
+            ours = results.get(vs, {}).get("median_ns")
+            row["ours_over_peer"] = round(ours / row["median_ns"], 4) if ours else None
+
+
+# --------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 10.0
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server on port {port} did not start")
+        time.sleep(0.02)
+
+
+@contextmanager
+def redis_server(url: str | None) -> Iterator[tuple[str, str | None]]:
+    """Yields ``(url, None)``, or ``("", why not)`` when there is no server.
+
+    With ``url`` given, uses it as is. Otherwise starts a throwaway
+    ``redis-server`` on a free loopback port (no RDB, no AOF) and stops it by
+    PID on exit.
+    """
+    if url:
+        yield url, None
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield "", INSTALL_HINT
+        return
+    port = _free_port()
+    # Its own scratch --dir: nothing it could write lands in the repository.
+    scratch = tempfile.TemporaryDirectory(prefix="rprl-bench-redis-")
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", scratch.name]
+    cmd += ["--save", "", "--appendonly", "no"]
+    print(f"$ {' '.join(cmd)}", file=sys.stderr)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, proc)
+        yield f"redis://127.0.0.1:{port}/0", None
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        scratch.cleanup()
+        print(f"  stopped redis-server (pid {proc.pid})", file=sys.stderr)
+
+
+def _shown_url(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def _delete_prefix(ctx: Ctx) -> int:
+    """Deletes every key under ``ctx.prefix`` (SCAN + DEL); returns the count."""
+    client = _redis_client(ctx)
+    try:
+        deleted = 0
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{ctx.prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                deleted += int(client.delete(*batch))
+                batch = []
+        if batch:
+            deleted += int(client.delete(*batch))
+        return deleted
+    finally:
+        client.close()
+
+
+def _server_version(ctx: Ctx) -> str:
+    client = _redis_client(ctx)
+    try:
+        return str(client.info("server").get("redis_version", "?"))
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def _version(module: str) -> str | None:
+    version = getattr(importlib.import_module(module), "__version__", None)
+    return None if version is None else str(version)
+
+
+def _loadavg() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _meta(params: RedisParams) -> dict[str, Any]:
+    return {
+        "suite": "redis",
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "params": asdict(params) | {"keys": KEYS, "limit": LIMIT, "window": WINDOW},
+        "baseline": BASELINE,
+        "loadavg": {"start": _loadavg()},
+        "server": None,
+        "unavailable": None,
+        "impls": {},
+        "what": {},
+        "skipped": {},
+        "problems": [],
     }
-    loop = asyncio.new_event_loop()
-    for _ in range(args.repeats):
-        rows["redis-py PING"].append(per_call(client.ping, args.n))
-        rows["redis-py EVALSHA"].append(
-            per_call(lambda: client.evalsha(sha, 0), args.n)
-        )
-        rows["ours allow()"].append(per_call(lambda: limiter.allow("k"), args.n))
-        start = time.perf_counter_ns()
-        loop.run_until_complete(sequential(args.n))
-        rows["ours await aallow(), one at a time"].append(
-            (time.perf_counter_ns() - start) / args.n / 1000
-        )
-        start = time.perf_counter_ns()
-        loop.run_until_complete(concurrent(args.n))
-        rows["ours await aallow(), 100 concurrent"].append(
-            (time.perf_counter_ns() - start) / args.n / 1000
-        )
-    loop.close()
-    limiter.clear()
-    medians = {name: statistics.median(values) for name, values in rows.items()}
-    base = medians["redis-py EVALSHA"]
-    print(f"## Redis store ({args.url}, median of {args.repeats} x {args.n} hits)\n")
-    print("| what | µs per hit | x EVALSHA round trip |")
-    print("|---|---|---|")
-    for name, value in medians.items():
-        print(f"| {name} | {value:.1f} | {value / base:.2f}x |")
-    allow_ratio = medians["ours allow()"] / base
-    speedup = (
-        medians["ours await aallow(), one at a time"]
-        / medians["ours await aallow(), 100 concurrent"]
-    )
-    print("\n### Targets\n")
-    verdict = "PASS" if allow_ratio <= 1.1 else "MISS"
-    print(
-        f"- {verdict} allow() <= 1.1x a redis-py EVALSHA round trip: {allow_ratio:.2f}x"
-    )
-    verdict = "PASS" if speedup >= 5 else "MISS"
-    print(
-        f"- {verdict} 100 concurrent aallow() >= 5x the sequential rate: {speedup:.1f}x"
-    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--impl", default=",".join(ROWS), help="comma list")
+    ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS), help="comma list")
+    ap.add_argument("--repeats", type=int, help="repeats (default 15)")
+    ap.add_argument("--quick", action="store_true", help="smaller, faster run")
+    ap.add_argument("--hits", type=int, help=f"timed hits per run (x {KEYS})")
+    ap.add_argument("--redis-url", help="use this server (default: a throwaway one)")
+    ap.add_argument("--json", type=Path, help="write JSON here instead of stdout")
+    args = ap.parse_args(argv)
+
+    params = QUICK if args.quick else RedisParams()
+    if args.repeats is not None:
+        params = replace(params, repeats=max(1, args.repeats))
+    if args.hits is not None:
+        params = replace(params, hits=args.hits)
+    params = replace(params, hits=max(KEYS, params.hits // KEYS * KEYS))
+    names = core._csv(args.impl, tuple(ROWS), "implementation")
+    scenarios = core._csv(args.scenarios, ALL_SCENARIOS, "scenario")
+
+    out: dict[str, Any] = {"meta": _meta(params), "scenarios": {}}
+    meta = out["meta"]
+    problems: list[str] = meta["problems"]
+    with redis_server(args.redis_url) as (url, why_not):
+        if why_not is not None:
+            meta["unavailable"] = why_not
+            print(f"note: {why_not}", file=sys.stderr)
+            core.emit_json(out, args.json)
+            return 0
+        ctx = Ctx(url, f"rprl-bench-{uuid.uuid4().hex[:12]}")
+        meta["server"] = {
+            "url": _shown_url(url),
+            "throwaway": not args.redis_url,
+            "version": _server_version(ctx),
+            "prefix": ctx.prefix,
+        }
+        impls: list[Impl] = []
+        try:
+            for name in names:
+                row = ROWS[name]
+                # Each row its own namespace: limits' strategies, for one, share
+                # key names, so its fixed and moving windows would collide.
+                own = replace(ctx, prefix=f"{ctx.prefix}:{name}")
+                impl = Impl(name, row.module, functools.partial(row.make, own), False)
+                reason = core._unavailable(impl)
+                if reason:
+                    meta["skipped"][name] = reason
+                    print(f"note: skipping {name}: {reason}", file=sys.stderr)
+                else:
+                    impls.append(impl)
+                    meta["impls"][name] = _version(row.module)
+                    meta["what"][name] = row.what
+            for name in scenarios:
+                if not impls:
+                    break
+                t0 = time.monotonic()
+                print(f"{name} ...", file=sys.stderr)
+                scn = Hits(params)
+                res = core.run_timed(scn, impls, params.repeats, problems, BASELINE)
+                _add_vs(res)
+                for row_name, refused in res["refused"].items():
+                    if refused:
+                        problems.append(f"{name}/{row_name}: {refused} hits refused")
+                out["scenarios"][name] = res
+                core.log_summary(res, t0, "median_ns")
+                gc.collect()
+        finally:
+            meta["deleted_keys"] = _delete_prefix(ctx)
+            print(
+                f"  deleted {meta['deleted_keys']:,} keys under {ctx.prefix}:",
+                file=sys.stderr,
+            )
+
+    meta["loadavg"]["end"] = _loadavg()
+    core.emit_json(out, args.json)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -24,9 +24,17 @@ in-process through ASGI / WSGI calls: no limiting vs our middleware /
 extension vs slowapi / Flask-Limiter); writes
 ``benches/results/latest-http.json``.
 
-``--suite all`` runs the four, one after the other.
+``--suite redis``: ``benches/redis_bench.py`` against one redis-server
+(``--redis-url``, or a throwaway one it starts on a free loopback port and
+stops; skipped with a note if there is neither): raw redis-py PING and
+EVALSHA round trips, our Redis store per algorithm, ``await aallow()`` one at
+a time vs 100 concurrent, and the peers' Redis stores (limits, throttled-py,
+pyrate-limiter); writes ``benches/results/latest-redis.json``.
 
-    .venv/bin/python benches/run.py [--suite core|algorithms|async|http|all] [--quick]
+``--suite all`` runs the five, one after the other.
+
+    .venv/bin/python benches/run.py [--suite core|algorithms|async|http|redis|all]
+        [--quick] [--redis-url redis://host:port/db]
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from typing import Any
 import algorithms as algo
 import async_suite as aio
 import http_suite as web
+import redis_bench as rb
 import scenarios as core
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +64,7 @@ SCENARIOS = BENCHES / "scenarios.py"
 ALGORITHMS = BENCHES / "algorithms.py"
 ASYNC = BENCHES / "async_suite.py"
 HTTP = BENCHES / "http_suite.py"
+REDIS = BENCHES / "redis_bench.py"
 RESULTS = BENCHES / "results"
 REQUIREMENTS = BENCHES / "requirements.txt"
 VENV_031 = Path(".venv-bench-031")
@@ -70,13 +80,14 @@ RELABEL_031 = {
 }
 ROWS = MAIN_IMPLS + list(RELABEL_031.values())
 TIMED = ["hot", "over", "keys100k", "newkeys", "threads4"]
-SUITES = ("core", "algorithms", "async", "http", "all")
+SUITES = ("core", "algorithms", "async", "http", "redis", "all")
 # Import names of the peers each suite needs (from benches/requirements.txt).
 PEER_MODULES = {
     "core": ["limits", "token_bucket"],
     "algorithms": ["limits", "throttled", "pyrate_limiter"],
     "async": [],
     "http": ["slowapi", "flask_limiter"],
+    "redis": ["redis", "limits", "throttled", "pyrate_limiter"],
 }
 
 
@@ -152,10 +163,11 @@ def run_scenarios(
     args: Any,
     script: Path = SCENARIOS,
     only: list[str] | None = None,
+    extra: list[str] | None = None,
 ) -> Any:
-    """Run ``script`` (scenarios.py or algorithms.py); ``only``: scenario names."""
+    """Run a suite's ``script``; ``only``: scenario names; ``extra``: more args."""
     cmd = [str(python), str(script), "--impl", ",".join(impls)]
-    cmd += ["--json", str(out)]
+    cmd += ["--json", str(out), *(extra or [])]
     if args.quick:
         cmd.append("--quick")
     if args.repeats:
@@ -838,6 +850,162 @@ def http_report(data: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------
+# The redis suite (benches/redis_bench.py)
+# --------------------------------------------------------------------------
+
+REDIS_SCN = "hits"
+
+
+def _redis_rows(kinds: tuple[str, ...]) -> list[str]:
+    return [name for name, row in rb.ROWS.items() if row.kind in kinds]
+
+
+def redis_sync_table(data: dict[str, Any]) -> str:
+    lines = [
+        "| row | what | µs/hit | x EVALSHA | vs ours | ours / peer | refused |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in _redis_rows(("baseline", "ours", "peer")):
+        ns = _get(data, REDIS_SCN, name, "median_ns")
+        if ns is None:
+            continue
+        row = rb.ROWS[name]
+        ratio = _get(data, REDIS_SCN, name, "ratio")
+        ours = _get(data, REDIS_SCN, name, "ours_over_peer")
+        refused = _get(data, REDIS_SCN, name, "refused")
+        lines.append(
+            f"| {name} | {row.what} | {_us_text(ns)} | {_ratio_text(ratio)} "
+            f"| {row.vs or '—'} | {_ratio_text(ours) if row.vs else '—'} "
+            f"| {'—' if refused is None else f'{refused:,.0f}'} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def redis_async_table(data: dict[str, Any]) -> str:
+    lines = [
+        "| row | what | µs/hit | x EVALSHA | hits/s | rate x one at a time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in _redis_rows(("async",)):
+        ns = _get(data, REDIS_SCN, name, "median_ns")
+        if ns is None:
+            continue
+        row = rb.ROWS[name]
+        ratio = _get(data, REDIS_SCN, name, "ratio")
+        speedup = _div(1.0, _get(data, REDIS_SCN, name, "ratio_vs"))
+        lines.append(
+            f"| {name} | {row.what} | {_us_text(ns)} | {_ratio_text(ratio)} "
+            f"| {1e9 / ns:,.0f} | {_ratio_text(speedup)} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def redis_targets() -> list[Target]:
+    targets = [
+        Target(
+            f"ours {name} allow() <= {rb.EVALSHA_BUDGET}x a redis-py EVALSHA "
+            "round trip",
+            _field(REDIS_SCN, name, "ratio"),
+            "<=",
+            rb.EVALSHA_BUDGET,
+        )
+        for name in _redis_rows(("ours",))
+    ]
+    for name in _redis_rows(("peer",)):
+        row = rb.ROWS[name]
+        targets.append(
+            Target(
+                f"ours {row.vs} faster than {name} ({rb.PACKAGES[row.module]}): "
+                f"ours / peer <= {rb.PEER_BUDGET:.2f}",
+                _field(REDIS_SCN, name, "ours_over_peer"),
+                "<=",
+                rb.PEER_BUDGET,
+            )
+        )
+    targets.append(
+        Target(
+            f"{rb.KEYS} concurrent await aallow() >= {rb.GATHER_FACTOR:.0f}x the "
+            "one-at-a-time rate",
+            _faster(REDIS_SCN, "aallow", "aallow_gather"),
+            ">=",
+            rb.GATHER_FACTOR,
+        )
+    )
+    return targets
+
+
+def redis_notes(data: dict[str, Any]) -> list[str]:
+    notes = []
+    if "sliding_log" in data["scenarios"].get(REDIS_SCN, {}).get("results", {}):
+        notes.append(
+            "sliding_log's script reads every live entry of the key "
+            "(ZRANGEBYSCORE ... WITHSCORES) on each decision, so its cost grows "
+            "with the hits in the window; here a key holds at most "
+            f"{data['processes']['main']['params']['hits'] // rb.KEYS + 1} "
+            "entries (a hot key with thousands is far slower)"
+        )
+    if any(n.startswith("pyrate") for n in data["processes"]["main"]["impls"]):
+        notes.append(
+            "pyrate-limiter: `Limiter(bucket)` puts every name in one bucket, so "
+            "a `BucketFactory` routes each key to its own Redis bucket (as its "
+            "docs show); the buckets are not registered with its background "
+            "Leaker (a run is far shorter than the window)"
+        )
+    return notes
+
+
+def redis_report(data: dict[str, Any]) -> str:
+    meta = data["processes"]["main"]
+    parts = ["## Benchmarks: redis", ""]
+    if meta["unavailable"]:
+        parts.append(f"**Skipped: {meta['unavailable']}**")
+        return "\n".join(parts)
+    server = meta["server"]
+    versions = ", ".join(
+        f"{rb.PACKAGES.get(m, m)} {v}"
+        for m, v in sorted(
+            {rb.ROWS[n].module: v for n, v in meta["impls"].items() if v}.items()
+        )
+    )
+    params = meta["params"]
+    parts.append(
+        f"Python {meta['python']} on {meta['platform']}, {meta['cpu_count']} CPUs; "
+        f"redis-server {server['version']} at {server['url']} "
+        f"({'throwaway, started for this run' if server['throwaway'] else 'given'}); "
+        f"{versions}. One process, one server: median of {params['repeats']} "
+        f"interleaved repeats (rotated order) of {params['hits']:,} timed hits "
+        f"over {params['keys']} fresh keys (each hit once untimed first), limit "
+        f"{_limit_text(params['limit'])} per {params['window']} s (never reached); "
+        "cells are µs/hit (x the redis-py EVALSHA round trip of `return 1` measured in "
+        "the same run). `ours / peer`: our same algorithm's µs/hit / the "
+        "peer's (below 1: ours faster)."
+    )
+    load = meta.get("loadavg", {})
+    if load.get("start") is not None:
+        parts.append(
+            f"1-minute load average {load['start']:.2f} at the start, "
+            f"{load.get('end') or 0:.2f} at the end (on {meta['cpu_count']} CPUs: "
+            "above that, other processes competed for the CPU and the round "
+            "trips are noisy)."
+        )
+    sections = [
+        ("Sync, per hit", redis_sync_table(data)),
+        ("Async (ours, fixed window), per hit", redis_async_table(data)),
+    ]
+    for title, table in sections:
+        if table:
+            parts += ["", f"### {title}", "", table]
+    parts += ["", "### Targets", "", targets_list(data["targets"])]
+    notes = redis_notes(data)
+    if notes:
+        parts += ["", "### Notes", ""] + [f"- {n}" for n in notes]
+    problems = _problems(meta)
+    if problems:
+        parts += ["", "### Problems", ""] + [f"- {p}" for p in problems]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------
 
@@ -853,6 +1021,7 @@ def _split_scenarios(
         "algorithms": algo.ALL_SCENARIOS,
         "async": aio.ALL_SCENARIOS,
         "http": web.ALL_SCENARIOS,
+        "redis": rb.ALL_SCENARIOS,
     }
     names = [x.strip() for x in text.split(",") if x.strip()]
     unknown = [n for n in names if not any(n in known[s] for s in suites)]
@@ -944,6 +1113,28 @@ def run_http(args: Any, only: list[str] | None) -> dict[str, Any]:
     return data
 
 
+def run_redis(args: Any, only: list[str] | None) -> dict[str, Any]:
+    extra = ["--redis-url", args.redis_url] if args.redis_url else []
+    raw = run_scenarios(
+        sys.executable,
+        list(rb.ROWS),
+        RESULTS / "redis.json",
+        args,
+        script=REDIS,
+        only=only,
+        extra=extra,
+    )
+    data: dict[str, Any] = {
+        "suite": "redis",
+        "processes": {"main": raw["meta"]},
+        "scenarios": raw["scenarios"],
+    }
+    unavailable = raw["meta"]["unavailable"] is not None
+    data["targets"] = [] if unavailable else [t.evaluate(data) for t in redis_targets()]
+    _finish(data, "latest-redis.json", args)
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -955,6 +1146,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-031", action="store_true", help="skip the 0.3.1 venv")
     ap.add_argument("--no-install", action="store_true", help="never run pip")
     ap.add_argument("--strict", action="store_true", help="exit 1 on any MISS")
+    ap.add_argument(
+        "--redis-url", help="redis suite: use this server, not a throwaway one"
+    )
     args = ap.parse_args(argv)
 
     os.chdir(ROOT)
@@ -983,9 +1177,12 @@ def main(argv: list[str] | None = None) -> int:
         elif suite == "async":
             data = run_async(args, only[suite])
             reports.append((async_report(data), data, RESULTS / "latest-async.json"))
-        else:
+        elif suite == "http":
             data = run_http(args, only[suite])
             reports.append((http_report(data), data, RESULTS / "latest-http.json"))
+        else:
+            data = run_redis(args, only[suite])
+            reports.append((redis_report(data), data, RESULTS / "latest-redis.json"))
 
     for i, (text, _, path) in enumerate(reports):
         if i:
