@@ -7,6 +7,8 @@ cluster and TLS tests start their own throwaway servers (redis_server.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -17,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ import redis
 from redis_server import RedisServer, free_port, require_redis_server
 
 from rust_py_rate_limit import ManualClock, RateLimiter, StorageError
+from rust_py_rate_limit.types import AlgorithmName
 
 SERVER = object()  # stands for the session's redis_url in parametrized options
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "decisions.json"
@@ -126,22 +130,280 @@ def test_shared_vectors_on_redis(
         assert got == want, f"step {i}"
 
 
-@pytest.mark.parametrize(
-    "algorithm", ["fixed", "sliding", "sliding_log", "token_bucket", "gcra"]
-)
-def test_refusals_write_nothing_and_writes_expire(
-    redis_url: str, algorithm: str, prefix: str, server: redis.Redis
+# -- TTLs and refusals ----------------------------------------------------------
+#
+# Every script that writes sets on every key it writes a TTL in (0, 2 x the
+# key's window]; a refused hit writes nothing (value and TTL untouched). The
+# scripts' own commands are read from MONITOR, so the TTL checked is exactly
+# the PEXPIRE argument sent, with no race against expiry even for a 1 ms TTL.
+
+READS = {"HMGET", "HGET", "HGETALL", "ZRANGEBYSCORE", "ZCARD", "TIME", "EXISTS"}
+
+
+@dataclasses.dataclass
+class Script:
+    """One EVALSHA seen by MONITOR and the commands it ran."""
+
+    call: list[str]
+    commands: list[list[str]]
+
+    def writes(self) -> list[list[str]]:
+        """Every command of the script that is not a known read."""
+        return [c for c in self.commands if c[0].upper() not in READS]
+
+    def ttls_ms(self) -> dict[str, int]:
+        """Each key the script wrote and the TTL its last write left (-1: none)."""
+        ttls: dict[str, int] = {}
+        for command in self.writes():
+            name, key = command[0].upper(), command[1]
+            ttls[key] = int(command[2]) if name == "PEXPIRE" else ttls.get(key, -1)
+        return ttls
+
+
+@contextlib.contextmanager
+def monitor(client: redis.Redis) -> Iterator[list[Script]]:
+    """Collects the EVALSHA calls (with their scripts' commands) that the
+    server runs inside the block, from any client."""
+    scripts: list[Script] = []
+    with client.monitor() as mon:  # type: ignore[no-untyped-call]
+        yield scripts
+        marker = f"end-{uuid.uuid4().hex}"
+        client.echo(marker)
+        while True:
+            entry = mon.next_command()
+            words = entry["command"].split(" ")
+            if words == ["ECHO", marker]:
+                break
+            if entry["client_type"] == "lua":
+                scripts[-1].commands.append(words)
+            elif words[0].upper() == "EVALSHA":
+                scripts.append(Script(words, []))
+
+
+@dataclasses.dataclass
+class TtlCase:
+    """Hits on one key: rules as (limit, window in units of W), and steps as
+    (time in units of W, cost, admitted?)."""
+
+    algorithm: AlgorithmName
+    rules: list[tuple[int, int]]
+    steps: list[tuple[Fraction | int, int, bool]]
+
+
+H = Fraction(1, 2)
+TTL_CASES = {
+    "fixed": TtlCase(
+        "fixed",
+        [(3, 1)],
+        [(0, 1, True), (0, 2, True), (0, 1, False), (H, 1, False), (1, 1, True),
+         (3, 3, True), (3, 1, False)],
+    ),
+    "sliding": TtlCase(
+        "sliding",
+        [(3, 1)],
+        [(0, 1, True), (0, 2, True), (0, 1, False), (H, 1, False), (1 + H, 1, True),
+         (1 + H, 1, False), (4, 3, True)],
+    ),
+    "sliding_log": TtlCase(
+        "sliding_log",
+        [(3, 1)],
+        [(0, 1, True), (0, 2, True), (0, 1, False), (H, 1, False), (1, 1, True),
+         (1, 2, True), (1, 1, False)],
+    ),
+    "token_bucket": TtlCase(
+        "token_bucket",
+        [(3, 1)],
+        [(0, 3, True), (0, 1, False), (H, 1, True), (H, 1, False), (10, 3, True)],
+    ),
+    "gcra": TtlCase(
+        "gcra",
+        [(3, 1)],
+        [(0, 3, True), (0, 1, False), (H, 1, True), (H, 1, False), (10, 3, True)],
+    ),
+    # The second rule refuses while the first would admit: nothing is written.
+    "compound": TtlCase(
+        "fixed",
+        [(2, 1), (3, 10)],
+        [(0, 1, True), (0, 1, True), (0, 1, False), (1, 1, True), (2, 1, False),
+         (10, 2, True)],
+    ),
+}  # fmt: skip
+
+
+def check_ttls(
+    case: TtlCase, window_us: int, keys: list[str], script: Script, allowed: bool
 ) -> None:
+    """The script wrote nothing if refused; else every key it wrote ends with
+    a TTL in (0, 2 x that rule's window]."""
+    if not allowed:
+        assert script.writes() == [], "a refused hit wrote"
+        return
+    ttls = script.ttls_ms()
+    assert ttls, "an admitted hit wrote nothing"
+    for key, ttl in ttls.items():
+        ((_, multiple),) = [
+            r for k, r in zip(keys, case.rules, strict=True) if k == key
+        ]
+        assert 0 < ttl <= 2 * multiple * window_us // 1000, (key, ttl)
+
+
+@pytest.fixture(scope="module")
+def quiet_server() -> Iterator[redis.Redis]:
+    """A server of its own, so MONITOR sees only the test's commands."""
+    server = RedisServer()
+    try:
+        yield redis.Redis.from_url(server.url)
+    finally:
+        server.stop()
+
+
+def rate_of(case: TtlCase, window_seconds: int) -> str:
+    return ";".join(f"{n}/{m * window_seconds}s" for n, m in case.rules)
+
+
+@pytest.mark.parametrize("name", list(TTL_CASES))
+def test_writes_expire_within_two_windows_and_refusals_write_nothing(
+    name: str, quiet_server: redis.Redis
+) -> None:
+    """Through the API, windows of 10 s, with a manual clock: the PEXPIRE
+    each script sends, the PTTL after it, and DUMP/PTTL around refusals."""
+    case = TTL_CASES[name]
     clock = ManualClock()
-    lim = limiter(redis_url, prefix, 2, 10, algorithm=algorithm, clock=clock)
-    assert lim.allow("k", cost=2)
+    url = quiet_server.get_connection_kwargs()
+    lim = RateLimiter(
+        rate=rate_of(case, 10),
+        algorithm=case.algorithm,
+        storage=f"redis://127.0.0.1:{url['port']}/0",
+        key_prefix=f"ttl-{name}",
+        clock=clock,
+        on_error="raise",
+        timeout=5,
+    )
+    keys = lim._redis_keys("k")
+    assert lim.peek("warm-up"), "loads the script: one EVALSHA per hit below"
+    now = Fraction(0)
+    for i, (at, cost, admitted) in enumerate(case.steps):
+        clock.advance(float((at - now) * 10))
+        now = Fraction(at)
+        before = [(quiet_server.dump(k), quiet_server.pttl(k)) for k in keys]
+        with monitor(quiet_server) as scripts:
+            assert lim.allow("k", cost) is admitted, f"step {i}"
+        (script,) = scripts
+        check_ttls(case, 10_000_000, keys, script, admitted)
+        after = [(quiet_server.dump(k), quiet_server.pttl(k)) for k in keys]
+        for key, (dump, ttl), (dump2, ttl2), (_, multiple) in zip(
+            keys, before, after, case.rules, strict=True
+        ):
+            if admitted and key in script.ttls_ms():
+                assert 0 < ttl2 <= 2 * multiple * 10_000, (i, key, ttl2)
+            elif not admitted:
+                assert dump2 == dump, f"step {i}: a refused hit changed {key}"
+                assert ttl2 <= ttl, f"step {i}: a refused hit extended {key}'s TTL"
+
+
+@pytest.mark.parametrize("window_us", [1_000, 100_000, 10_000_000])
+@pytest.mark.parametrize("name", list(TTL_CASES))
+def test_script_ttls_for_windows_down_to_a_millisecond(
+    name: str, window_us: int, quiet_server: redis.Redis
+) -> None:
+    """The same steps with windows of 1 ms, 100 ms and 10 s. The API takes
+    whole seconds, so the library's own script (the SHA it loads, seen by
+    MONITOR) is called directly with the window in microseconds.
+
+    Each run is one MULTI/EXEC: DUMP and PEXPIRETIME (the absolute expiry,
+    which no elapsed time changes) of every key after every step. A key may
+    still expire between two steps when the server is descheduled for a
+    millisecond; the steps' decisions then differ from the expected ones,
+    and the run is repeated on a fresh key."""
+    case = TTL_CASES[name]
+    port = quiet_server.get_connection_kwargs()["port"]
+    lim = RateLimiter(
+        rate=rate_of(case, 1),
+        algorithm=case.algorithm,
+        storage=f"redis://127.0.0.1:{port}/0",
+        key_prefix=f"raw-{name}-{window_us}",
+        clock=ManualClock(),
+        on_error="raise",
+        timeout=5,
+    )
+    assert lim.peek("warm-up")  # loads the script
+    with monitor(quiet_server) as seen:
+        assert lim.peek("k")
+    ((call, nkeys, *_),) = [(s.call, int(s.call[2]), s) for s in seen]
+    sha = call[1]
+
+    def rules(unit_us: int) -> list[str]:
+        """limit, window (µs), burst of every rule, as the script takes them."""
+        return [str(x) for n, m in case.rules for x in (n, m * unit_us, n)]
+
+    # The layout prelude.lua documents: mode, cost, now, then the rules.
+    assert call[3 + nkeys :] == ["peek", "1", "0", *rules(1_000_000)], call
+    start = 10**12  # any origin, in microseconds
+    for attempt in range(20):
+        keys = lim._redis_keys(f"user-{attempt}")
+        assert len(keys) == nkeys
+        tx = quiet_server.pipeline(transaction=True)
+        for key in keys:
+            tx.dump(key)
+            tx.execute_command("PEXPIRETIME", key)  # type: ignore[no-untyped-call]
+        for at, cost, _ in case.steps:
+            now = start + int(at * window_us)
+            tx.evalsha(sha, nkeys, *keys, "hit", cost, now, *rules(window_us))
+            for key in keys:
+                tx.dump(key)
+                tx.execute_command("PEXPIRETIME", key)  # type: ignore[no-untyped-call]
+        with monitor(quiet_server) as scripts:
+            replies = tx.execute()
+        # replies: the keys' state, then per step the script's reply and the
+        # keys' state after it (DUMP, PEXPIRETIME per key).
+        state = 2 * nkeys
+        states = [replies[i : i + state] for i in range(0, len(replies), state + 1)]
+        decisions = [bool(r[0]) for r in replies[state :: state + 1]]
+        if decisions != [admitted for _, _, admitted in case.steps]:
+            continue  # a key expired between two steps; try again
+        assert len(scripts) == len(case.steps)
+        for i, (script, admitted) in enumerate(zip(scripts, decisions, strict=True)):
+            check_ttls(case, window_us, keys, script, admitted)
+            before, after = states[i], states[i + 1]
+            if not admitted:
+                assert after == before, (
+                    f"step {i}: a refused hit changed a key or its TTL"
+                )
+            else:
+                for j, key in enumerate(keys):
+                    if key in script.ttls_ms():
+                        assert after[2 * j + 1] > 0, f"step {i}: {key} has no TTL"
+        return
+    pytest.fail(f"no run decided as expected in 20 tries; last: {decisions}")
+
+
+@pytest.mark.parametrize("algorithm", ["token_bucket", "gcra"])
+def test_a_large_burst_outlives_two_windows_until_its_debt_drains(
+    algorithm: AlgorithmName, redis_url: str, prefix: str, server: redis.Redis
+) -> None:
+    """1 per second with a burst of 5: spending the burst leaves a debt that
+    takes 5 s to drain, so the key must live 5 s (the memory store keeps the
+    state until the debt is gone). A TTL capped at 2 windows (2 s) drops the
+    debt early and the next hits get a fresh burst: over-admission.
+
+    Real time: the TTL runs on the server's clock, so the test waits 2.3 s."""
+    clock = ManualClock()
+    memory = RateLimiter(1, 1, algorithm=algorithm, burst=5, clock=clock)
+    lim = limiter(
+        redis_url, prefix, 1, 1, algorithm=algorithm, burst=5, clock=clock,
+        on_error="raise", timeout=5,
+    )  # fmt: skip
+    assert memory.allow("k", cost=5)
+    assert lim.allow("k", cost=5)
     (key,) = lim._redis_keys("k")
     ttl = server.pttl(key)
-    assert 0 < ttl <= 2 * 10_000
-    dump = server.dump(key)
-    assert lim.allow("k") is False
-    assert server.dump(key) == dump, "a refused hit wrote nothing"
-    assert server.pttl(key) <= ttl
+    assert ttl > 4_000, f"the debt drains in 5 s, but the key expires in {ttl} ms"
+    time.sleep(2.3)
+    clock.advance(2.3)
+    want = memory.decide("k", cost=4)
+    assert (want.allowed, want.remaining) == (False, 2)
+    got = lim.decide("k", cost=4)
+    assert (got.allowed, got.remaining) == (want.allowed, want.remaining)
 
 
 def test_keys_are_bounded_and_tagged(redis_url: str, prefix: str) -> None:
