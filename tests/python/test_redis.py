@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -27,7 +28,7 @@ import pytest
 import redis
 from redis_server import RedisServer, free_port, require_redis_server
 
-from rust_py_rate_limit import ManualClock, RateLimiter, StorageError
+from rust_py_rate_limit import Decision, ManualClock, RateLimiter, StorageError
 from rust_py_rate_limit.types import AlgorithmName
 
 SERVER = object()  # stands for the session's redis_url in parametrized options
@@ -859,6 +860,69 @@ def test_redis_cluster(cluster: list[int]) -> None:
         redis.Redis(host="127.0.0.1", port=port).dbsize() == 0 for port in cluster
     )
     assert lim.remaining("user:5") == 2
+
+
+HOSTILE_KEYS = ["", "{", "}", "{x}", "}{", "*", "\x00", "ключ 🔑", "x" * (1 << 20)]
+CLUSTER_CASES: list[tuple[AlgorithmName, str]] = [
+    ("fixed", "4/2s"),
+    ("sliding", "4/2s"),
+    ("sliding_log", "4/2s"),
+    ("token_bucket", "4/2s"),
+    ("gcra", "4/2s"),
+    ("sliding", "4/2s;6/10s"),
+]
+
+
+def in_micros(d: Decision) -> tuple[bool, int, int, int, int]:
+    """A decision with its times rounded up to the microsecond: Redis computes
+    in whole microseconds, the memory store in nanoseconds, and a time that
+    falls between two microseconds comes out of Redis rounded up (a retry is
+    never too early)."""
+    return (
+        d.allowed,
+        d.limit,
+        d.remaining,
+        -(-d.retry_after_ns // 1000),
+        -(-d.reset_after_ns // 1000),
+    )
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "rate"), CLUSTER_CASES, ids=[f"{a}-{r}" for a, r in CLUSTER_CASES]
+)
+def test_cluster_decides_like_memory_for_hostile_keys(
+    algorithm: AlgorithmName, rate: str, cluster: list[int]
+) -> None:
+    """Every algorithm and a compound rate on the three-primary cluster, keys
+    with braces, globs, NUL, unicode and a megabyte: no CROSSSLOT or any
+    other error (on_error="raise"), and every decision is the memory
+    store's (to the microsecond) for the same hits at the same times."""
+    clock = ManualClock()
+    memory = RateLimiter(rate=rate, algorithm=algorithm, clock=clock)
+    lim = RateLimiter(
+        rate=rate,
+        algorithm=algorithm,
+        storage=",".join(f"127.0.0.1:{p}" for p in cluster).join(
+            ["redis+cluster://", ""]
+        ),
+        key_prefix=f"hostile-{algorithm}",
+        clock=clock,
+        on_error="raise",
+        timeout=5,
+    )
+    rng = random.Random(f"{algorithm}{rate}")
+    for step in range(12):
+        clock.advance(rng.choice([0, 0, 0.25, 0.5, 1, 2.5]))
+        for key in HOSTILE_KEYS:
+            cost = rng.choice([1, 2, 2])
+            want, got = memory.decide(key, cost), lim.decide(key, cost)
+            assert in_micros(got) == in_micros(want), (step, key[:10], cost)
+            assert in_micros(lim.peek(key)) == in_micros(memory.peek(key))
+        if step == 6:
+            assert lim.reset("{x}") == memory.reset("{x}") is True
+    assert lim.remaining("*") == memory.remaining("*")
+    lim.clear()
+    assert all(lim.remaining(key) == 4 for key in HOSTILE_KEYS)
 
 
 @pytest.fixture(scope="module")
