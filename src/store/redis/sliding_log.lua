@@ -3,7 +3,7 @@
 -- dead; they are removed only when a hit is admitted (a refusal writes
 -- nothing).
 local function decide(key, limit, window, burst)
-  local live = redis.call('ZRANGEBYSCORE', key, '(' .. (now - window), '+inf', 'WITHSCORES')
+  local live = redis.call('ZRANGEBYSCORE', key, string.format('(%d', now - window), '+inf', 'WITHSCORES')
   local entries = {}
   local total = 0
   for i = 1, #live, 2 do
@@ -24,7 +24,9 @@ local function decide(key, limit, window, burst)
     d.write = function()
       redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
       local n = redis.call('ZCARD', key) + 1
-      redis.call('ZADD', key, now, now .. ':' .. cost .. ':' .. n)
+      -- '%d': `now ..` would round the time to 14 digits (10 µs), and
+      -- two members could then share a name and count as one.
+      redis.call('ZADD', key, now, string.format('%d:%d:%d', now, cost, n))
       redis.call('PEXPIRE', key, expire_ms(window, window))
     end
   else
