@@ -15,18 +15,19 @@
 //! sequential rate). Loops without `add_reader` (none on POSIX) fall back to
 //! pyo3-async-runtimes on the same runtime.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::future::Future;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyWeakrefReference;
 use pyo3::{intern, IntoPyObjectExt};
 use pyo3_async_runtimes::generic::{self, ContextExt, Runtime};
 use pyo3_async_runtimes::TaskLocals;
@@ -84,6 +85,7 @@ static CLOSING: AtomicBool = AtomicBool::new(false);
 pub fn after_fork_in_child(py: Python<'_>) {
     IN_FLIGHT.store(0, Ordering::SeqCst);
     CLOSING.store(false, Ordering::SeqCst);
+    FORK_EPOCH.fetch_add(1, Ordering::SeqCst);
     if let Some(registry) = REGISTRY.get(py) {
         let _ = registry.bind(py).call_method0(intern!(py, "clear"));
     }
@@ -126,9 +128,24 @@ impl ContextExt for ForkAwareRuntime {
     }
 }
 
+/// What cancelling the Python awaitable does to its Tokio task.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnCancel {
+    /// The task runs to its end and its result is dropped: for operations
+    /// bounded by a short deadline (a Redis call already sent cannot be
+    /// taken back anyway). Spares a done-callback per await.
+    Finish,
+    /// The task is aborted: for work that may run long.
+    Abort,
+}
+
 /// A Python awaitable resolved by `fut` running on the runtime. Must be
 /// called from a coroutine (it needs the running event loop).
-pub fn future_into_py<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+pub fn future_into_py<'py, F, T>(
+    py: Python<'py>,
+    on_cancel: OnCancel,
+    fut: F,
+) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
@@ -157,10 +174,12 @@ where
             }),
         });
     });
-    future.call_method1(
-        intern!(py, "add_done_callback"),
-        (AbortOnCancel(task.abort_handle()),),
-    )?;
+    if on_cancel == OnCancel::Abort {
+        future.call_method1(
+            intern!(py, "add_done_callback"),
+            (AbortOnCancel(task.abort_handle()),),
+        )?;
+    }
     Ok(future)
 }
 
@@ -191,6 +210,40 @@ static REGISTRY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// The waker of `event_loop`, registered on first use; `None` if the loop
 /// cannot watch a file descriptor.
 fn waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Option<Arc<LoopWaker>>> {
+    // A thread runs one loop at a time: remember the last one's waker (by a
+    // weak reference, so a new loop at a freed loop's address never matches).
+    let py = event_loop.py();
+    let epoch = FORK_EPOCH.load(Ordering::Relaxed);
+    let cached = LAST_LOOP.with(|last| {
+        let last = last.borrow();
+        let (weak, waker, at) = last.as_ref()?;
+        let alive = weak.bind(py).cast::<PyWeakrefReference>().ok()?.upgrade()?;
+        (*at == epoch && alive.is(event_loop)).then(|| waker.clone())
+    });
+    if let Some(waker) = cached {
+        return Ok(Some(waker));
+    }
+    let waker = registered_waker(event_loop)?;
+    if let Some(waker) = &waker {
+        let weak = PyWeakrefReference::new(event_loop)?.into_any().unbind();
+        LAST_LOOP.with(|last| *last.borrow_mut() = Some((weak, waker.clone(), epoch)));
+    }
+    Ok(waker)
+}
+
+/// A thread's last event loop (a weak reference), its waker, and the
+/// `FORK_EPOCH` it was made in.
+type LastLoop = Option<(Py<PyAny>, Arc<LoopWaker>, u64)>;
+
+thread_local! {
+    static LAST_LOOP: RefCell<LastLoop> = const { RefCell::new(None) };
+}
+
+/// Bumped in a forked child: wakers remembered before the fork are stale.
+static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// `event_loop`'s waker from the registry, registering one on first use.
+fn registered_waker(event_loop: &Bound<'_, PyAny>) -> PyResult<Option<Arc<LoopWaker>>> {
     let py = event_loop.py();
     let registry = REGISTRY
         .get_or_try_init(py, || -> PyResult<_> {
@@ -326,15 +379,6 @@ impl LoopDrain {
     fn __call__(&self, py: Python<'_>) {
         for done in self.waker.take() {
             let future = done.future.bind(py);
-            // A future cancelled by its awaiter takes no result.
-            let open = future
-                .call_method0(intern!(py, "done"))
-                .and_then(|d| d.is_truthy())
-                .map(|d| !d)
-                .unwrap_or(false);
-            if !open {
-                continue;
-            }
             let set = match (done.result)(py) {
                 Ok(value) => future.call_method1(intern!(py, "set_result"), (value,)),
                 Err(err) => {
@@ -342,7 +386,15 @@ impl LoopDrain {
                 }
             };
             if let Err(err) = set {
-                err.write_unraisable(py, Some(future));
+                // A future cancelled by its awaiter takes no result (asyncio
+                // raises InvalidStateError); anything else is a real error.
+                let cancelled = future
+                    .call_method0(intern!(py, "cancelled"))
+                    .and_then(|c| c.is_truthy())
+                    .unwrap_or(false);
+                if !cancelled {
+                    err.write_unraisable(py, Some(future));
+                }
             }
         }
     }
@@ -388,7 +440,7 @@ pub fn _roundtrip<'py>(
             "delay_seconds must be a finite number >= 0",
         ));
     }
-    future_into_py(py, async move {
+    future_into_py(py, OnCancel::Abort, async move {
         if delay_seconds > 0.0 {
             tokio::time::sleep(std::time::Duration::from_secs_f64(delay_seconds)).await;
         }

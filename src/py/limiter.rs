@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::args::{key_bytes, positive_int, seconds_to_nanos};
+use super::bridge::OnCancel;
 use super::decision::{check_dict, PyDecision};
 use crate::algorithm::Decision;
 use crate::clock::{AnyClock, Clock, NANOS_PER_SEC};
@@ -393,7 +394,7 @@ impl PyRateLimiter {
         let remote = self.remote()?.clone();
         let bytes = key_bytes(key)?.into_owned();
         let now = self.remote_now();
-        bridge::future_into_py(key.py(), async move {
+        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
             remote
                 .hit(&bytes, cost, now)
                 .await
@@ -407,7 +408,7 @@ impl PyRateLimiter {
         let remote = self.remote()?.clone();
         let bytes = key_bytes(key)?.into_owned();
         let now = self.remote_now();
-        bridge::future_into_py(key.py(), async move {
+        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
             remote
                 .peek(&bytes, now)
                 .await
@@ -420,7 +421,7 @@ impl PyRateLimiter {
     fn _areset<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let remote = self.remote()?.clone();
         let bytes = key_bytes(key)?.into_owned();
-        bridge::future_into_py(key.py(), async move {
+        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
             remote.reset(&bytes).await.map_err(storage_error)
         })
     }
@@ -428,7 +429,7 @@ impl PyRateLimiter {
     /// Awaitable clear on the Redis store.
     fn _aclear<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let remote = self.remote()?.clone();
-        bridge::future_into_py(py, async move {
+        bridge::future_into_py(py, OnCancel::Finish, async move {
             remote.clear().await.map(|_| ()).map_err(storage_error)
         })
     }
