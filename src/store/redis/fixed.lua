@@ -15,8 +15,8 @@ local function decide(key, limit, window, burst)
     d.reset = reset
     d.retry = 0
     d.write = function()
-      redis.call('HSET', key, 's', start, 'c', count + cost)
-      redis.call('PEXPIRE', key, expire_ms(reset, window))
+      redis.call('HSET', key, 's', int(start), 'c', int(count + cost))
+      redis.call('PEXPIRE', key, int(expire_ms(reset, window)))
     end
   else
     d.allowed = 0

@@ -25,12 +25,12 @@ local function decide(key, limit, window, burst)
     d.reset = ceil_div(after, limit)
     d.retry = 0
     d.write = function()
-      redis.call('HSET', key, 't', now, 'd', after)
+      redis.call('HSET', key, 't', int(now), 'd', int(after))
       -- The state matters until the debt drains: a burst above the limit
       -- takes burst / limit windows, so that is the span the TTL is capped at.
       local span = window
       if tolerance > limit * window then span = ceil_div(tolerance, limit) end
-      redis.call('PEXPIRE', key, expire_ms(ceil_div(after, limit), span))
+      redis.call('PEXPIRE', key, int(expire_ms(ceil_div(after, limit), span)))
     end
   else
     d.allowed = 0

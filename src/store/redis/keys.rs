@@ -7,6 +7,8 @@
 //! short key, different parts never collide, and the hash tag puts every
 //! rule of one decision in the same cluster slot.
 
+use std::fmt::Write as _;
+
 use sha2::{Digest, Sha256};
 
 use crate::limiter::Spec;
@@ -15,12 +17,29 @@ use crate::limiter::Spec;
 #[derive(Debug, Clone)]
 pub struct KeyLayout {
     prefix: String,
-    identity: Vec<u8>,
+    /// The hash state after the length-prefixed identity: each key's digest
+    /// continues from a clone of it.
+    identity: Sha256,
     limiter: String,
 }
 
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(2 * bytes.len());
+    push_hex(&mut out, bytes);
+    out
+}
+
+fn absorb(hasher: &mut Sha256, part: &[u8]) {
+    hasher.update((part.len() as u64).to_be_bytes());
+    hasher.update(part);
 }
 
 impl KeyLayout {
@@ -28,22 +47,29 @@ impl KeyLayout {
     pub fn new(prefix: &str, spec: &Spec) -> Self {
         let identity = format!("{:?}|{:?}|{:?}", spec.kind, spec.quotas, spec.burst).into_bytes();
         let limiter = hex(&Sha256::digest(&identity)[..4]);
+        let mut hasher = Sha256::new();
+        absorb(&mut hasher, &identity);
         Self {
             prefix: prefix.to_owned(),
-            identity,
+            identity: hasher,
             limiter,
         }
     }
 
     /// The Redis key of rule `rule` for the user key `key`.
     pub fn key(&self, key: &[u8], rule: usize) -> String {
-        let mut hasher = Sha256::new();
-        for part in [&self.identity[..], key] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part);
-        }
-        let digest = hex(&hasher.finalize()[..16]);
-        format!("{}:{}:{{{}}}:{}", self.prefix, self.limiter, digest, rule)
+        let mut hasher = self.identity.clone();
+        absorb(&mut hasher, key);
+        let digest = hasher.finalize();
+        let mut out = String::with_capacity(self.prefix.len() + self.limiter.len() + 32 + 8);
+        out.push_str(&self.prefix);
+        out.push(':');
+        out.push_str(&self.limiter);
+        out.push_str(":{");
+        push_hex(&mut out, &digest[..16]);
+        out.push_str("}:");
+        let _ = write!(out, "{rule}");
+        out
     }
 
     /// A SCAN pattern matching exactly this limiter's keys.

@@ -23,6 +23,13 @@ local function ceil_div(a, b)
   return math.floor((a + b - 1) / b)
 end
 
+-- A number as a redis.call argument, formatted as an integer: Redis 7.0
+-- formats a Lua number with "%.17g", whose exact conversion costs more than
+-- the rest of a small script's arithmetic.
+local function int(x)
+  return string.format('%d', x)
+end
+
 -- A write's TTL: positive and at most twice the window, in milliseconds.
 local function expire_ms(us, window)
   local ms = ceil_div(us, 1000)

@@ -39,8 +39,8 @@ local function decide(key, limit, window, burst)
     d.reset = reset_of(curr + cost)
     d.retry = 0
     d.write = function()
-      redis.call('HSET', key, 's', start, 'p', prev, 'c', curr + cost)
-      redis.call('PEXPIRE', key, expire_ms(2 * window - e, window))
+      redis.call('HSET', key, 's', int(start), 'p', int(prev), 'c', int(curr + cost))
+      redis.call('PEXPIRE', key, int(expire_ms(2 * window - e, window)))
     end
   else
     d.allowed = 0

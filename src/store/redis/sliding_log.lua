@@ -22,12 +22,12 @@ local function decide(key, limit, window, burst)
     d.reset = window
     d.retry = 0
     d.write = function()
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - window))
       local n = redis.call('ZCARD', key) + 1
       -- '%d': `now ..` would round the time to 14 digits (10 µs), and
       -- two members could then share a name and count as one.
-      redis.call('ZADD', key, now, string.format('%d:%d:%d', now, cost, n))
-      redis.call('PEXPIRE', key, expire_ms(window, window))
+      redis.call('ZADD', key, int(now), string.format('%d:%d:%d', now, cost, n))
+      redis.call('PEXPIRE', key, int(expire_ms(window, window)))
     end
   else
     d.allowed = 0
