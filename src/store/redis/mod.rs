@@ -325,11 +325,20 @@ impl RedisStore {
             ))),
         };
         match &result {
-            Ok(_) => self.breaker.success(),
+            Ok(_) => {
+                if self.breaker.success() {
+                    tracing::warn!("Redis answers again; circuit breaker closed");
+                }
+            }
             Err(err) => {
                 self.errors.fetch_add(1, Relaxed);
-                if self.breaker.failure() {
+                let (opened, new_outage) = self.breaker.failure();
+                if new_outage {
+                    // Logged once per outage: reopening after a probe saw
+                    // PING answered but operations still fail is not news.
                     tracing::warn!(error = %err, "Redis failing; circuit breaker opened");
+                }
+                if opened {
                     self.spawn_probe();
                 }
             }
@@ -338,17 +347,20 @@ impl RedisStore {
     }
 
     /// Probes the server off the request path until it answers, then closes
-    /// the breaker.
+    /// the breaker. Ends early if the store is dropped.
     fn spawn_probe(&self) {
         let Ok((handle, _)) = runtime::handle() else {
             return;
         };
         let client = self.client.clone();
-        let breaker = self.breaker.clone();
+        let weak = self.breaker.downgrade();
         let timeout = self.config.timeout;
         handle.spawn(async move {
             loop {
                 tokio::time::sleep(breaker::PROBE_INTERVAL).await;
+                let Some(breaker) = weak.upgrade() else {
+                    return; // the limiter is gone
+                };
                 let ping = async {
                     match &client {
                         Client::Single(c) => {
@@ -362,8 +374,10 @@ impl RedisStore {
                     }
                 };
                 if let Ok(Ok(_)) = tokio::time::timeout(timeout, ping).await {
+                    // The outage is over when an operation succeeds (a
+                    // read-only or full server answers PING too).
                     breaker.close();
-                    tracing::warn!("Redis answers again; circuit breaker closed");
+                    tracing::debug!("Redis answers the probe; circuit breaker closed");
                     return;
                 }
             }
