@@ -339,8 +339,9 @@ def test_script_ttls_for_windows_down_to_a_millisecond(
         """limit, window (µs), burst of every rule, as the script takes them."""
         return [str(x) for n, m in case.rules for x in (n, m * unit_us, n)]
 
-    # The layout prelude.lua documents: mode, cost, now, then the rules.
-    assert call[3 + nkeys :] == ["peek", "1", "0", *rules(1_000_000)], call
+    # The layout prelude.lua documents: the number of rules, the rules, then
+    # mode, cost and now of each decision (here one).
+    assert call[3 + nkeys :] == [str(nkeys), *rules(1_000_000), "peek", "1", "0"], call
     start = 10**12  # any origin, in microseconds
     for attempt in range(20):
         keys = lim._redis_keys(f"user-{attempt}")
@@ -351,7 +352,7 @@ def test_script_ttls_for_windows_down_to_a_millisecond(
             tx.execute_command("PEXPIRETIME", key)  # type: ignore[no-untyped-call]
         for at, cost, _ in case.steps:
             now = start + int(at * window_us)
-            tx.evalsha(sha, nkeys, *keys, "hit", cost, now, *rules(window_us))
+            tx.evalsha(sha, nkeys, *keys, nkeys, *rules(window_us), "hit", cost, now)
             for key in keys:
                 tx.dump(key)
                 tx.execute_command("PEXPIRETIME", key)  # type: ignore[no-untyped-call]

@@ -1,38 +1,66 @@
 -- Decide every rule, spend in all of them only if all admit, and report the
 -- most restrictive: when admitted the least remaining (then the longest
 -- reset); when refused the refusing rule with the longest retry.
-local worst
-local all = true
-local parts = {}
-for i = 1, #KEYS do
-  local base = 3 + (i - 1) * 3
-  local limit = tonumber(ARGV[base + 1])
-  local window = tonumber(ARGV[base + 2])
-  local burst = tonumber(ARGV[base + 3])
-  local d = decide(KEYS[i], limit, window, burst)
-  d.limit = limit
-  if mode == "peek" then
-    d.remaining = d.remaining_now
-    d.reset = d.reset_now
-  end
-  parts[i] = d
-  if d.allowed == 0 then all = false end
-  if worst == nil then
-    worst = d
+local limits, windows, bursts = {}, {}, {}
+for i = 1, rules do
+  local base = 1 + 3 * (i - 1)
+  limits[i] = tonumber(ARGV[base + 1])
+  windows[i] = tonumber(ARGV[base + 2])
+  bursts[i] = tonumber(ARGV[base + 3])
+end
+
+local function rank(x)
+  return { 1 - x.allowed, x.retry, -x.remaining, x.reset }
+end
+
+local out = {}
+for j = 1, decisions do
+  local a = 2 + 3 * rules + 3 * (j - 1)
+  mode = ARGV[a]
+  cost = tonumber(ARGV[a + 1])
+  if ARGV[a + 2] ~= "" then
+    now = tonumber(ARGV[a + 2])
   else
-    local function rank(x)
-      return { 1 - x.allowed, x.retry, -x.remaining, x.reset }
+    if server_now == nil then
+      local t = redis.call('TIME')
+      server_now = tonumber(t[1]) * 1000000 + tonumber(t[2])
     end
-    local a, b = rank(d), rank(worst)
-    for j = 1, 4 do
-      if a[j] ~= b[j] then
-        if a[j] > b[j] then worst = d end
-        break
+    now = server_now
+  end
+  if mode == "peek" then cost = 1 end
+
+  local worst
+  local all = true
+  local parts = {}
+  for i = 1, rules do
+    local d = decide(KEYS[rules * (j - 1) + i], limits[i], windows[i], bursts[i])
+    d.limit = limits[i]
+    if mode == "peek" then
+      d.remaining = d.remaining_now
+      d.reset = d.reset_now
+    end
+    parts[i] = d
+    if d.allowed == 0 then all = false end
+    if worst == nil then
+      worst = d
+    else
+      local x, y = rank(d), rank(worst)
+      for k = 1, 4 do
+        if x[k] ~= y[k] then
+          if x[k] > y[k] then worst = d end
+          break
+        end
       end
     end
   end
+  if mode == "hit" and all then
+    for i = 1, #parts do parts[i].write() end
+  end
+  local o = #out
+  out[o + 1] = worst.allowed
+  out[o + 2] = worst.limit
+  out[o + 3] = worst.remaining
+  out[o + 4] = worst.reset
+  out[o + 5] = worst.retry
 end
-if mode == "hit" and all then
-  for i = 1, #parts do parts[i].write() end
-end
-return { worst.allowed, worst.limit, worst.remaining, worst.reset, worst.retry }
+return out

@@ -9,11 +9,12 @@
 //! itself; every operation has a deadline enforced here, and failures go
 //! through a circuit breaker and an explicit policy (`OnError`).
 
+mod batch;
 mod breaker;
 mod keys;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -22,6 +23,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use batch::{Job, Pending, Queue};
 use breaker::Breaker;
 pub use breaker::BreakerState;
 pub use keys::KeyLayout;
@@ -168,6 +170,8 @@ pub struct RedisStore {
     /// opens its own).
     connection: Mutex<Option<(u64, Conn)>>,
     breaker: Breaker,
+    /// Decisions waiting for the script call on the wire.
+    queue: Queue,
     allowed: AtomicU64,
     blocked: AtomicU64,
     errors: AtomicU64,
@@ -213,6 +217,7 @@ impl RedisStore {
             rules,
             layout: KeyLayout::new(&config.key_prefix, spec),
             breaker: Breaker::new(),
+            queue: Queue::default(),
             connection: Mutex::new(None),
             config,
             allowed: AtomicU64::new(0),
@@ -270,40 +275,119 @@ impl RedisStore {
         Ok(conn)
     }
 
-    async fn run_script(
-        &self,
-        mode: &str,
+    /// Decides `job`: on a single server in a batch with whatever else is
+    /// waiting (see `batch`); on a cluster, whose keys of different
+    /// decisions sit in different slots, in a call of its own.
+    async fn decide(
+        self: &Arc<Self>,
+        mode: &'static str,
         key: &[u8],
         cost: u64,
         now_us: Option<u64>,
     ) -> std::result::Result<Decision, StoreError> {
+        let job = Job {
+            mode,
+            keys: (0..self.rules.len())
+                .map(|i| self.layout.key(key, i))
+                .collect(),
+            cost,
+            now_us,
+        };
+        if matches!(self.client, Client::Cluster(_)) {
+            let mut decisions = self.run_jobs(&[&job]).await?;
+            return decisions
+                .pop()
+                .ok_or_else(|| StoreError("the script returned no decision".into()));
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let generation = runtime::live_generation().unwrap_or(0);
+        if let Some(batch) = self.queue.push(Pending { job, reply }, generation) {
+            tokio::spawn(Arc::clone(self).run_batches(batch));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError("the decision was dropped".into())))
+    }
+
+    /// Runs batches until none waits, answering every decision in them.
+    async fn run_batches(self: Arc<Self>, mut batch: Vec<Pending>) {
+        let running = batch::Running::new(&self.queue);
+        loop {
+            let jobs: Vec<&Job> = batch.iter().map(|p| &p.job).collect();
+            let result = match tokio::time::timeout(self.config.timeout, self.run_jobs(&jobs)).await
+            {
+                Ok(result) => result,
+                Err(_) => Err(StoreError(format!(
+                    "no answer within {} ms",
+                    self.config.timeout.as_millis()
+                ))),
+            };
+            match result {
+                Ok(decisions) => {
+                    for (pending, decision) in batch.drain(..).zip(decisions) {
+                        let _ = pending.reply.send(Ok(decision));
+                    }
+                }
+                Err(err) => {
+                    for pending in batch.drain(..) {
+                        let _ = pending.reply.send(Err(err.clone()));
+                    }
+                }
+            }
+            match self.queue.next() {
+                Some(next) => batch = next,
+                None => {
+                    running.finish();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One script call deciding `jobs` in order (layout in prelude.lua).
+    async fn run_jobs(&self, jobs: &[&Job]) -> std::result::Result<Vec<Decision>, StoreError> {
         let mut conn = self.connection().await?;
         let mut invocation = self.script.prepare_invoke();
-        for i in 0..self.rules.len() {
-            invocation.key(self.layout.key(key, i));
+        for job in jobs {
+            for key in &job.keys {
+                invocation.key(key.as_str());
+            }
         }
-        invocation
-            .arg(mode)
-            .arg(cost)
-            .arg(now_us.map(|n| n.to_string()).unwrap_or_default());
+        invocation.arg(self.rules.len());
         for rule in &self.rules {
             invocation
                 .arg(rule.limit)
                 .arg(rule.window_us)
                 .arg(rule.burst);
         }
-        let reply: (u64, u64, u64, u64, u64) = invocation
+        for job in jobs {
+            invocation.arg(job.mode).arg(job.cost);
+            match job.now_us {
+                Some(now) => invocation.arg(now),
+                None => invocation.arg(""),
+            };
+        }
+        let reply: Vec<u64> = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(|e| StoreError(e.to_string()))?;
-        let (allowed, limit, remaining, reset_us, retry_us) = reply;
-        Ok(Decision {
-            allowed: allowed == 1,
-            limit,
-            remaining,
-            reset_after: reset_us * 1000,
-            retry_after: retry_us * 1000,
-        })
+        if reply.len() != 5 * jobs.len() {
+            return Err(StoreError(format!(
+                "the script answered {} numbers for {} decisions",
+                reply.len(),
+                jobs.len()
+            )));
+        }
+        Ok(reply
+            .chunks_exact(5)
+            .map(|r| Decision {
+                allowed: r[0] == 1,
+                limit: r[1],
+                remaining: r[2],
+                reset_after: r[3] * 1000,
+                retry_after: r[4] * 1000,
+            })
+            .collect())
     }
 
     /// Runs `op` under the deadline and the breaker.
@@ -408,15 +492,12 @@ impl RedisStore {
     /// Decides a hit of `cost` on `key` (at `now_us` instead of the server's
     /// clock, for tests), spending it if admitted.
     pub async fn hit(
-        &self,
+        self: &Arc<Self>,
         key: &[u8],
         cost: u64,
         now_us: Option<u64>,
     ) -> std::result::Result<Decision, StoreError> {
-        let decision = match self
-            .guarded(self.run_script("hit", key, cost, now_us))
-            .await
-        {
+        let decision = match self.guarded(self.decide("hit", key, cost, now_us)).await {
             Ok(d) => d,
             Err(err) => self.policy(err, cost)?,
         };
@@ -431,11 +512,11 @@ impl RedisStore {
 
     /// What a hit of cost 1 would get, spending nothing.
     pub async fn peek(
-        &self,
+        self: &Arc<Self>,
         key: &[u8],
         now_us: Option<u64>,
     ) -> std::result::Result<Decision, StoreError> {
-        match self.guarded(self.run_script("peek", key, 1, now_us)).await {
+        match self.guarded(self.decide("peek", key, 1, now_us)).await {
             Ok(d) => Ok(d),
             Err(err) => self.policy(err, 1),
         }

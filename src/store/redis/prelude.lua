@@ -1,23 +1,25 @@
 -- Shared by every decision script: arguments, time, and the compound rule.
 --
--- KEYS[i]            the state of rule i (one key per rule, one hash slot)
--- ARGV[1]            "hit" (decide and spend) or "peek" (decide cost 1, spend nothing)
--- ARGV[2]            cost
--- ARGV[3]            now in microseconds, or "" for the server's TIME
--- ARGV[4 + 3(i-1)..] limit, window (microseconds), burst of rule i
+-- One call decides a batch of decisions, in order, as if each were its own
+-- call (concurrent callers of one limiter share a call; see batch.rs):
+--
+-- ARGV[1]              r, the number of rules
+-- ARGV[2 + 3(i-1)..]   limit, window (microseconds), burst of rule i
+-- then per decision j: mode ("hit": decide and spend; "peek": decide cost 1,
+--                      spend nothing), cost, now in microseconds or "" for
+--                      the server's TIME
+-- KEYS[r(j-1) + i]     the state of rule i for decision j (all in one slot)
+--
+-- The reply is five integers per decision: allowed, limit, remaining,
+-- reset and retry (microseconds).
 --
 -- Every number stays below 2^53: the store refuses limits and windows whose
 -- products would not (see src/store/redis/mod.rs).
-local mode = ARGV[1]
-local cost = tonumber(ARGV[2])
-local now
-if ARGV[3] ~= "" then
-  now = tonumber(ARGV[3])
-else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-if mode == "peek" then cost = 1 end
+local rules = tonumber(ARGV[1])
+local decisions = (#ARGV - 1 - 3 * rules) / 3
+local server_now
+-- The decision being decided; the algorithms below read them.
+local mode, cost, now
 
 local function ceil_div(a, b)
   return math.floor((a + b - 1) / b)
