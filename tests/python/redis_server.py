@@ -10,12 +10,15 @@ Redis tests never skip there.
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import os
 import random
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -70,6 +73,23 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def _die_with_parent() -> None:
+    """In the server's process before exec (Linux): SIGKILL it when the test
+    process dies, so a crashed or killed pytest leaves no server behind."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+#: Servers not stopped yet; stopped at exit if a test forgot.
+_running: set[RedisServer] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_running):
+        server.stop()
+
+
 class RedisServer:
     """One redis-server on 127.0.0.1:``port``, started on construction.
 
@@ -106,8 +126,12 @@ class RedisServer:
             args += ["--port", str(self.port)]
         args += ["--dir", str(self.workdir)]
         self.proc = subprocess.Popen(
-            args + self.extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            args + self.extra,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
+        _running.add(self)
         wait_for_port(self.port)
 
     def pause(self) -> None:
@@ -129,6 +153,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stops the server for good (and removes its directory if it made it)."""
+        _running.discard(self)
         if self.own_dir:
             self.own_dir = False
             self._terminate()
