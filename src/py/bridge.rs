@@ -14,6 +14,10 @@
 //! blocking thread costs; it capped 100 concurrent awaits at ~3x the
 //! sequential rate). Loops without `add_reader` (none on POSIX) fall back to
 //! pyo3-async-runtimes on the same runtime.
+//!
+//! `future_into_py` runs a Rust future as a task; `completion` gives a
+//! future and the function that resolves it, for results produced by work
+//! already under way (the Redis store's batched calls), with no task each.
 
 use std::cell::{OnceCell, RefCell};
 use std::future::Future;
@@ -181,6 +185,43 @@ where
         )?;
     }
     Ok(future)
+}
+
+/// What resolves a `completion`'s future, from any thread.
+pub type Complete<T> = Box<dyn FnOnce(PyResult<T>) + Send>;
+
+/// A future of the running event loop and the function that resolves it,
+/// from any thread, through the loop's waker (as `future_into_py` does),
+/// for results that come from work already under way rather than from a
+/// task of their own.
+pub fn completion<'py, T>(py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, Complete<T>)>
+where
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    let event_loop = GET_RUNNING_LOOP
+        .import(py, "asyncio", "get_running_loop")?
+        .call0()?;
+    let Some(waker) = waker_for(&event_loop)? else {
+        // No waker on this loop: a task that waits for the result.
+        let (tx, rx) = tokio::sync::oneshot::channel::<PyResult<T>>();
+        let future = future_into_py(py, OnCancel::Finish, async move {
+            rx.await
+                .unwrap_or_else(|_| Err(PyRuntimeError::new_err("the result was dropped")))
+        })?;
+        let complete: Complete<T> = Box::new(move |result| {
+            let _ = tx.send(result);
+        });
+        return Ok((future, complete));
+    };
+    let future = event_loop.call_method0(intern!(py, "create_future"))?;
+    let target = future.clone().unbind();
+    let complete: Complete<T> = Box::new(move |result: PyResult<T>| {
+        waker.push(Done {
+            future: target,
+            result: Box::new(move |py| result.and_then(|v| v.into_py_any(py))),
+        });
+    });
+    Ok((future, complete))
 }
 
 /// Ends the Tokio task of an awaitable that its awaiter cancelled.

@@ -394,13 +394,13 @@ impl PyRateLimiter {
         let remote = self.remote()?.clone();
         let bytes = key_bytes(key)?.into_owned();
         let now = self.remote_now();
-        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
-            remote
-                .hit(&bytes, cost, now)
-                .await
-                .map(PyDecision::new)
-                .map_err(storage_error)
-        })
+        // No task per await: the decision joins the store's batch queue and
+        // its batch resolves the future.
+        let (future, complete) = bridge::completion::<PyDecision>(key.py())?;
+        remote.hit_then(&bytes, cost, now, move |result| {
+            complete(result.map(PyDecision::new).map_err(storage_error));
+        });
+        Ok(future)
     }
 
     /// Awaitable peek on the Redis store.

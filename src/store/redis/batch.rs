@@ -10,8 +10,12 @@
 //! The queue lives in the store; the calls run on a task of the Tokio
 //! runtime, never in a caller's future, so a caller that gives up (its
 //! deadline passed, its awaitable was cancelled) cannot strand the others.
+//! A sync caller waits on a channel; an awaitable needs no task at all: its
+//! `Answer` hands the result to its event loop. Each decision keeps its own
+//! deadline, also while it waits for the call before its own.
 
 use std::sync::Mutex;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -33,10 +37,54 @@ pub(super) struct Job {
     pub now_us: Option<u64>,
 }
 
-/// A queued decision and where its result goes.
+/// A queued decision, where its result goes, and by when.
 pub(super) struct Pending {
     pub job: Job,
-    pub reply: oneshot::Sender<Result<Decision, StoreError>>,
+    pub reply: Reply,
+    pub deadline: Instant,
+}
+
+/// Where a decision's result goes: a waiting future, or a function called
+/// with it on the runtime's thread (an awaitable's hand-off to its loop).
+pub(super) enum Reply {
+    Channel(oneshot::Sender<Result<Decision, StoreError>>),
+    Call(Answer),
+}
+
+/// A function to call with the result. Dropped unanswered (its batch was
+/// lost to a panic, say), it answers with an error: an awaitable never
+/// waits forever.
+pub(super) struct Answer(Option<AnswerFn>);
+
+type AnswerFn = Box<dyn FnOnce(Result<Decision, StoreError>) + Send>;
+
+impl Answer {
+    pub(super) fn new(f: impl FnOnce(Result<Decision, StoreError>) + Send + 'static) -> Self {
+        Self(Some(Box::new(f)))
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(StoreError("the decision was dropped".into())));
+        }
+    }
+}
+
+impl Reply {
+    pub(super) fn send(self, result: Result<Decision, StoreError>) {
+        match self {
+            Reply::Channel(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Call(mut answer) => {
+                if let Some(f) = answer.0.take() {
+                    f(result);
+                }
+            }
+        }
+    }
 }
 
 /// The decisions waiting for the call on the wire.
@@ -61,7 +109,7 @@ impl Queue {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.generation != generation {
             // Inherited across fork: the parent's task runs nowhere here, and
-            // its waiters belong to the parent's runtime.
+            // its waiters belong to the parent (never answer them here).
             std::mem::forget(std::mem::take(&mut state.waiting));
             state.running = false;
             state.generation = generation;
@@ -111,9 +159,13 @@ impl<'a> Running<'a> {
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            let mut state = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.running = false;
-            state.waiting.clear();
+            let waiting = {
+                let mut state = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.running = false;
+                std::mem::take(&mut state.waiting)
+            };
+            // Answered (with an error) outside the lock.
+            drop(waiting);
         }
     }
 }
@@ -139,7 +191,21 @@ mod tests {
             cost,
             now_us: None,
         };
-        (Pending { job, reply }, rx)
+        let pending = Pending {
+            job,
+            reply: Reply::Channel(reply),
+            deadline: Instant::now(),
+        };
+        (pending, rx)
+    }
+
+    #[test]
+    fn an_answer_dropped_unanswered_answers_an_error() {
+        let (tx, mut rx) = oneshot::channel();
+        drop(Answer::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        assert!(matches!(rx.try_recv(), Ok(Err(_))));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use batch::{Job, Pending, Queue};
+use batch::{Answer, Job, Pending, Queue, Reply};
 use breaker::Breaker;
 pub use breaker::BreakerState;
 pub use keys::KeyLayout;
@@ -285,14 +285,7 @@ impl RedisStore {
         cost: u64,
         now_us: Option<u64>,
     ) -> std::result::Result<Decision, StoreError> {
-        let job = Job {
-            mode,
-            keys: (0..self.rules.len())
-                .map(|i| self.layout.key(key, i))
-                .collect(),
-            cost,
-            now_us,
-        };
+        let job = self.job(mode, key, cost, now_us);
         if matches!(self.client, Client::Cluster(_)) {
             let mut decisions = self.run_jobs(&[&job]).await?;
             return decisions
@@ -300,8 +293,13 @@ impl RedisStore {
                 .ok_or_else(|| StoreError("the script returned no decision".into()));
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            job,
+            reply: Reply::Channel(reply),
+            deadline: std::time::Instant::now() + self.config.timeout,
+        };
         let generation = runtime::live_generation().unwrap_or(0);
-        if let Some(batch) = self.queue.push(Pending { job, reply }, generation) {
+        if let Some(batch) = self.queue.push(pending, generation) {
             tokio::spawn(Arc::clone(self).run_batches(batch));
         }
         answer
@@ -309,28 +307,127 @@ impl RedisStore {
             .unwrap_or_else(|_| Err(StoreError("the decision was dropped".into())))
     }
 
+    fn job(&self, mode: &'static str, key: &[u8], cost: u64, now_us: Option<u64>) -> Job {
+        Job {
+            mode,
+            keys: (0..self.rules.len())
+                .map(|i| self.layout.key(key, i))
+                .collect(),
+            cost,
+            now_us,
+        }
+    }
+
+    /// Decides a hit like `hit`, without a task of its own: `done` gets the
+    /// decision (the failure policy applied) on a runtime thread when its
+    /// batch returns, or here at once if the breaker is open. Used by
+    /// awaitables: a hundred concurrent ones wake the runtime once per
+    /// batch, not once each.
+    pub fn hit_then(
+        self: &Arc<Self>,
+        key: &[u8],
+        cost: u64,
+        now_us: Option<u64>,
+        done: impl FnOnce(std::result::Result<Decision, StoreError>) + Send + 'static,
+    ) {
+        if !self.breaker.permits() {
+            self.errors.fetch_add(1, Relaxed);
+            return done(self.settle(Err(breaker_open()), cost));
+        }
+        let store = Arc::clone(self);
+        let finish = move |result: std::result::Result<Decision, StoreError>| {
+            store.record(&result);
+            done(store.settle(result, cost));
+        };
+        let job = self.job("hit", key, cost, now_us);
+        let Ok((handle, generation)) = runtime::handle() else {
+            return finish(Err(StoreError("the Tokio runtime could not start".into())));
+        };
+        if matches!(self.client, Client::Cluster(_)) {
+            let store = Arc::clone(self);
+            handle.spawn(async move {
+                let jobs = [&job];
+                let call = tokio::time::timeout(store.config.timeout, store.run_jobs(&jobs));
+                let result = match call.await {
+                    Ok(Ok(mut decisions)) => decisions
+                        .pop()
+                        .ok_or_else(|| StoreError("the script returned no decision".into())),
+                    Ok(Err(err)) => Err(err),
+                    Err(_) => Err(store.timed_out()),
+                };
+                finish(result);
+            });
+            return;
+        }
+        let pending = Pending {
+            job,
+            reply: Reply::Call(Answer::new(finish)),
+            deadline: std::time::Instant::now() + self.config.timeout,
+        };
+        if let Some(batch) = self.queue.push(pending, generation) {
+            handle.spawn(Arc::clone(self).run_batches(batch));
+        }
+    }
+
+    /// A decision's result as its caller sees it: the failure policy applied
+    /// to an error, and counted.
+    fn settle(
+        &self,
+        result: std::result::Result<Decision, StoreError>,
+        cost: u64,
+    ) -> std::result::Result<Decision, StoreError> {
+        let decision = match result {
+            Ok(d) => d,
+            Err(err) => self.policy(err, cost)?,
+        };
+        let counter = if decision.allowed {
+            &self.allowed
+        } else {
+            &self.blocked
+        };
+        counter.fetch_add(1, Relaxed);
+        Ok(decision)
+    }
+
+    fn timed_out(&self) -> StoreError {
+        StoreError(format!(
+            "no answer within {} ms",
+            self.config.timeout.as_millis()
+        ))
+    }
+
     /// Runs batches until none waits, answering every decision in them.
     async fn run_batches(self: Arc<Self>, mut batch: Vec<Pending>) {
         let running = batch::Running::new(&self.queue);
         loop {
-            let jobs: Vec<&Job> = batch.iter().map(|p| &p.job).collect();
-            let result = match tokio::time::timeout(self.config.timeout, self.run_jobs(&jobs)).await
-            {
-                Ok(result) => result,
-                Err(_) => Err(StoreError(format!(
-                    "no answer within {} ms",
-                    self.config.timeout.as_millis()
-                ))),
+            // A decision whose deadline passed while it waited fails now;
+            // the call gets what is left of the earliest deadline.
+            let now = std::time::Instant::now();
+            let (late, live): (Vec<Pending>, Vec<Pending>) =
+                batch.drain(..).partition(|p| p.deadline <= now);
+            for pending in late {
+                pending.reply.send(Err(self.timed_out()));
+            }
+            batch = live;
+            let result = match batch.iter().map(|p| p.deadline).min() {
+                None => Ok(Vec::new()),
+                Some(deadline) => {
+                    let jobs: Vec<&Job> = batch.iter().map(|p| &p.job).collect();
+                    match tokio::time::timeout(deadline - now, self.run_jobs(&jobs)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(self.timed_out()),
+                    }
+                }
             };
             match result {
                 Ok(decisions) => {
                     for (pending, decision) in batch.drain(..).zip(decisions) {
-                        let _ = pending.reply.send(Ok(decision));
+                        pending.reply.send(Ok(decision));
                     }
                 }
                 Err(err) => {
                     for pending in batch.drain(..) {
-                        let _ = pending.reply.send(Err(err.clone()));
+                        pending.reply.send(Err(err.clone()));
                     }
                 }
             }
@@ -397,18 +494,19 @@ impl RedisStore {
     {
         if !self.breaker.permits() {
             self.errors.fetch_add(1, Relaxed);
-            return Err(StoreError(
-                "circuit breaker open: Redis failed repeatedly".into(),
-            ));
+            return Err(breaker_open());
         }
         let result = match tokio::time::timeout(self.config.timeout, op).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError(format!(
-                "no answer within {} ms",
-                self.config.timeout.as_millis()
-            ))),
+            Err(_) => Err(self.timed_out()),
         };
-        match &result {
+        self.record(&result);
+        result
+    }
+
+    /// Counts an operation's outcome and moves the breaker.
+    fn record<T>(&self, result: &std::result::Result<T, StoreError>) {
+        match result {
             Ok(_) => {
                 if self.breaker.success() {
                     tracing::warn!("Redis answers again; circuit breaker closed");
@@ -427,7 +525,6 @@ impl RedisStore {
                 }
             }
         }
-        result
     }
 
     /// Probes the server off the request path until it answers, then closes
@@ -497,17 +594,8 @@ impl RedisStore {
         cost: u64,
         now_us: Option<u64>,
     ) -> std::result::Result<Decision, StoreError> {
-        let decision = match self.guarded(self.decide("hit", key, cost, now_us)).await {
-            Ok(d) => d,
-            Err(err) => self.policy(err, cost)?,
-        };
-        let counter = if decision.allowed {
-            &self.allowed
-        } else {
-            &self.blocked
-        };
-        counter.fetch_add(1, Relaxed);
-        Ok(decision)
+        let result = self.guarded(self.decide("hit", key, cost, now_us)).await;
+        self.settle(result, cost)
     }
 
     /// What a hit of cost 1 would get, spending nothing.
@@ -576,6 +664,10 @@ impl RedisStore {
     pub fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
     }
+}
+
+fn breaker_open() -> StoreError {
+    StoreError("circuit breaker open: Redis failed repeatedly".into())
 }
 
 fn store_err(e: redis::RedisError) -> StoreError {
