@@ -11,7 +11,7 @@
 //! no hidden lock of its own into the child.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 
 const FORKING: usize = 1 << (usize::BITS - 1);
@@ -56,13 +56,25 @@ pub fn enter() -> Pass {
     }
 }
 
-fn install() {
+/// Forks this process is a child of (bumped in each child): tells state
+/// inherited across fork from this process's own without asking the kernel
+/// for the process id on every call.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// The fork generation of this process (see `FORKS`). Exact once `install`
+/// has run, which `crate::runtime` does before it builds anything.
+pub fn generation() -> u64 {
+    FORKS.load(Ordering::Acquire)
+}
+
+/// Installs the `pthread_atfork` handlers (once).
+pub fn install() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         // SAFETY: the handlers are plain `extern "C"` functions that only
         // touch an atomic.
         unsafe {
-            libc::pthread_atfork(Some(prepare), Some(reopen), Some(reopen));
+            libc::pthread_atfork(Some(prepare), Some(reopen), Some(in_child));
         }
     });
 }
@@ -76,6 +88,11 @@ extern "C" fn prepare() {
 
 extern "C" fn reopen() {
     GATE.fetch_and(!FORKING, Ordering::AcqRel);
+}
+
+extern "C" fn in_child() {
+    FORKS.fetch_add(1, Ordering::AcqRel);
+    reopen();
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The one Tokio runtime of the process: small (one worker thread), created
-//! on first need and never at import, and tagged with the process id.
+//! on first need and never at import, and tagged with the fork generation
+//! (`crate::fork::generation`, bumped in every forked child).
 //!
 //! After `fork()` the child inherits the parent's runtime without its
 //! threads. Dropping it would wait for threads that do not exist, so it is
@@ -12,7 +13,7 @@ use std::sync::Mutex;
 use tokio::runtime::{Builder, Handle, Runtime};
 
 struct Current {
-    pid: u32,
+    forks: u64,
     generation: u64,
     runtime: &'static Runtime,
 }
@@ -23,10 +24,13 @@ static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
 /// whenever a runtime is built, e.g. in a forked child).
 pub fn handle() -> std::io::Result<(Handle, u64)> {
     let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = std::process::id();
-    if let Some(c) = current.as_ref().filter(|c| c.pid == pid) {
+    let forks = crate::fork::generation();
+    if let Some(c) = current.as_ref().filter(|c| c.forks == forks) {
         return Ok((c.runtime.handle().clone(), c.generation));
     }
+    // Before anything is built: a fork from now on bumps the generation.
+    crate::fork::install();
+    let forks = crate::fork::generation();
     let generation = current.as_ref().map_or(1, |c| c.generation + 1);
     let runtime = Builder::new_multi_thread()
         .worker_threads(1)
@@ -37,9 +41,9 @@ pub fn handle() -> std::io::Result<(Handle, u64)> {
     // Leaked on purpose: the runtime lives as long as the process, and a
     // stale one (inherited across fork) must never be dropped.
     let runtime: &'static Runtime = Box::leak(Box::new(runtime));
-    tracing::debug!(pid, generation, "started the Tokio runtime");
+    tracing::debug!(generation, "started the Tokio runtime");
     *current = Some(Current {
-        pid,
+        forks,
         generation,
         runtime,
     });
@@ -52,7 +56,7 @@ pub fn live_generation() -> Option<u64> {
     let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
     current
         .as_ref()
-        .filter(|c| c.pid == std::process::id())
+        .filter(|c| c.forks == crate::fork::generation())
         .map(|c| c.generation)
 }
 
@@ -61,6 +65,6 @@ pub fn alive_tasks() -> usize {
     let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
     current
         .as_ref()
-        .filter(|c| c.pid == std::process::id())
+        .filter(|c| c.forks == crate::fork::generation())
         .map_or(0, |c| c.runtime.metrics().num_alive_tasks())
 }
