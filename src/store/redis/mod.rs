@@ -287,10 +287,7 @@ impl RedisStore {
     ) -> std::result::Result<Decision, StoreError> {
         let job = self.job(mode, key, cost, now_us);
         if matches!(self.client, Client::Cluster(_)) {
-            let mut decisions = self.run_jobs(&[&job]).await?;
-            return decisions
-                .pop()
-                .ok_or_else(|| StoreError("the script returned no decision".into()));
+            return self.run_one(&job).await;
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let pending = Pending {
@@ -346,16 +343,8 @@ impl RedisStore {
         if matches!(self.client, Client::Cluster(_)) {
             let store = Arc::clone(self);
             handle.spawn(async move {
-                let jobs = [&job];
-                let call = tokio::time::timeout(store.config.timeout, store.run_jobs(&jobs));
-                let result = match call.await {
-                    Ok(Ok(mut decisions)) => decisions
-                        .pop()
-                        .ok_or_else(|| StoreError("the script returned no decision".into())),
-                    Ok(Err(err)) => Err(err),
-                    Err(_) => Err(store.timed_out()),
-                };
-                finish(result);
+                let call = tokio::time::timeout(store.config.timeout, store.run_one(&job));
+                finish(call.await.unwrap_or_else(|_| Err(store.timed_out())));
             });
             return;
         }
@@ -439,6 +428,14 @@ impl RedisStore {
                 }
             }
         }
+    }
+
+    /// One script call deciding `job` alone.
+    async fn run_one(&self, job: &Job) -> std::result::Result<Decision, StoreError> {
+        self.run_jobs(&[job])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError("the script returned no decision".into()))
     }
 
     /// One script call deciding `jobs` in order (layout in prelude.lua).
