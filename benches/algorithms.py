@@ -141,37 +141,21 @@ class PyrateHandle(Handle):
         self._limiter.close()
 
 
-class _PerKeyBuckets:
-    """The routing half of a pyrate-limiter ``BucketFactory``: one GCRA
-    ``StateBucket`` (in-memory state) per key, made on first use.
-
-    Mixed into ``pyrate_limiter.BucketFactory`` at run time (the package is
-    imported lazily, like every peer), see ``_make_pyrate_gcra``.
-    """
+class _PerKeyBuckets(core.PerKeyBuckets):
+    """One GCRA ``StateBucket`` (in-memory state) per key; see
+    ``scenarios.PerKeyBuckets`` and ``_make_pyrate_gcra``."""
 
     def __init__(self, pl: Any, limit: int, window: int) -> None:
         self._rates = [pl.Rate(limit, window * 1000)]  # ms; burst = limit
         self._clock = pl.MonotonicClock()  # an in-memory StateBucket's default
         self._algorithm = pl.GCRA()
         self._state_bucket = pl.StateBucket
-        self._rate_item = pl.RateItem
-        self._now = self._clock.now
-        self.buckets: dict[str, Any] = {}
+        super().__init__(pl.RateItem, self._clock.now)
 
-    def wrap_item(self, name: str, weight: int = 1) -> Any:
-        return self._rate_item(name, self._now(), weight=weight)
-
-    def get(self, item: Any) -> Any:
-        bucket = self.buckets.get(item.name)
-        if bucket is None:
-            bucket = self._state_bucket(
-                self._rates, algorithm=self._algorithm, clock=self._clock
-            )
-            self.buckets[item.name] = bucket
-        return bucket
-
-    def owned_buckets(self) -> list[Any]:
-        return list(self.buckets.values())
+    def new_bucket(self, name: str) -> Any:
+        return self._state_bucket(
+            self._rates, algorithm=self._algorithm, clock=self._clock
+        )
 
 
 def _make_pyrate_gcra(limit: int, window: int) -> Handle:

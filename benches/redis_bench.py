@@ -275,18 +275,11 @@ def _throttled(using: str) -> Callable[[Ctx, int, int], Handle]:
     return make
 
 
-class _RedisBuckets:
-    """The routing half of a pyrate-limiter ``BucketFactory``: one Redis-backed
-    bucket per key (``item.name``), made on first use.
-
-    ``Limiter(bucket)`` alone puts every name in ONE bucket (its
-    ``SingleBucketFactory`` ignores the name); the docs route names to buckets
-    with a ``BucketFactory``. Mixed into ``pyrate_limiter.BucketFactory`` at
-    run time (the package is imported lazily), see ``_pyrate``. Timestamps
-    come from the wall clock in ms, what ``RedisBucket.now()`` and a
-    ``RedisStateStore``'s default clock use. No bucket is registered with the
-    background Leaker: a run lasts well under the 60 s window, and a
-    ``StateBucket``'s ``leak()`` is a no-op.
+class _RedisBuckets(core.PerKeyBuckets):
+    """One Redis-backed bucket per key (see ``scenarios.PerKeyBuckets``):
+    a ``RedisBucket`` (sorted-set log), or a GCRA ``StateBucket`` on a
+    ``RedisStateStore``. Timestamps come from the wall clock in ms, what
+    ``RedisBucket.now()`` and a ``RedisStateStore``'s default clock use.
     """
 
     def __init__(self, pl: Any, client: Any, prefix: str, rate: Any, gcra: bool):
@@ -295,28 +288,15 @@ class _RedisBuckets:
         self._prefix = prefix
         self._rates = [rate]
         self._gcra = gcra
-        self._now = pl.WallClock().now
-        self._rate_item = pl.RateItem
-        self.buckets: dict[str, Any] = {}
+        super().__init__(pl.RateItem, pl.WallClock().now)
 
-    def wrap_item(self, name: str, weight: int = 1) -> Any:
-        return self._rate_item(name, self._now(), weight=weight)
-
-    def get(self, item: Any) -> Any:
-        bucket = self.buckets.get(item.name)
-        if bucket is None:
-            pl = self._pl
-            key = f"{self._prefix}:{item.name}"
-            if self._gcra:
-                store = pl.RedisStateStore(self._client, key)
-                bucket = pl.StateBucket(self._rates, store=store, algorithm=pl.GCRA())
-            else:
-                bucket = pl.RedisBucket.init(self._rates, self._client, key)
-            self.buckets[item.name] = bucket
-        return bucket
-
-    def owned_buckets(self) -> list[Any]:
-        return list(self.buckets.values())
+    def new_bucket(self, name: str) -> Any:
+        pl = self._pl
+        key = f"{self._prefix}:{name}"
+        if self._gcra:
+            store = pl.RedisStateStore(self._client, key)
+            return pl.StateBucket(self._rates, store=store, algorithm=pl.GCRA())
+        return pl.RedisBucket.init(self._rates, self._client, key)
 
 
 def _pyrate(gcra: bool) -> Callable[[Ctx, int, int], Handle]:

@@ -743,5 +743,38 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+class PerKeyBuckets:
+    """The routing half of a pyrate-limiter ``BucketFactory``: one bucket per
+    key (``item.name``), made on first use by ``new_bucket``.
+
+    ``Limiter(bucket)`` alone puts every key in ONE bucket (its
+    ``SingleBucketFactory`` ignores the name); its docs route keys to buckets
+    with a ``BucketFactory``. Suites mix a subclass into
+    ``pyrate_limiter.BucketFactory`` at run time (the package is imported
+    lazily, like every peer). No bucket is registered with the background
+    Leaker: a run lasts well under the window.
+    """
+
+    def __init__(self, rate_item: Any, now: Callable[[], int]) -> None:
+        self._rate_item = rate_item
+        self._now = now
+        self.buckets: dict[str, Any] = {}
+
+    def new_bucket(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def wrap_item(self, name: str, weight: int = 1) -> Any:
+        return self._rate_item(name, self._now(), weight=weight)
+
+    def get(self, item: Any) -> Any:
+        bucket = self.buckets.get(item.name)
+        if bucket is None:
+            bucket = self.buckets[item.name] = self.new_bucket(item.name)
+        return bucket
+
+    def owned_buckets(self) -> list[Any]:
+        return list(self.buckets.values())
+
+
 if __name__ == "__main__":
     sys.exit(main())
