@@ -21,7 +21,8 @@ use crate::store::{OnFull, SweepCursor, SWEEP_CHUNK};
 
 use super::bridge;
 use super::options::{
-    block_on, clock_from, none_if_absent, quotas_from_rate, remote_from, rename, storage_error,
+    block_on, blocking, clock_from, none_if_absent, quotas_from_rate, remote_from, rename,
+    storage_error,
 };
 
 /// The native half of `rust_py_rate_limit.RateLimiter`: every decision and
@@ -81,14 +82,15 @@ impl PyRateLimiter {
     ) -> PyResult<Decision> {
         self.inner.validate_cost(cost)?;
         let now = self.remote_now();
-        block_on(py, remote.hit(&key, cost, now))
+        blocking(py, || remote.hit_blocking(&key, cost, now))
     }
 
     fn peek_decision(&self, key: &Bound<'_, PyAny>) -> PyResult<Decision> {
         match &self.remote {
             Some(remote) => {
                 let bytes = key_bytes(key)?.into_owned();
-                block_on(key.py(), remote.peek(&bytes, self.remote_now()))
+                let now = self.remote_now();
+                blocking(key.py(), || remote.peek_blocking(&bytes, now))
             }
             None => Ok(self.inner.peek(&key_bytes(key)?)),
         }

@@ -32,6 +32,20 @@ pub(super) fn block_on<T: Send>(
     .map_err(storage_error)
 }
 
+/// Runs `op`, which blocks on Redis, without the GIL.
+pub(super) fn blocking<T: Send>(
+    py: Python<'_>,
+    op: impl FnOnce() -> Result<T, StoreError> + Send,
+) -> PyResult<T> {
+    // A panic inside the Redis client must reach Python as a storage error,
+    // never as a PanicException.
+    py.detach(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(op))
+            .unwrap_or_else(|_| Err(StoreError("the Redis client failed unexpectedly".into())))
+    })
+    .map_err(storage_error)
+}
+
 pub(super) fn storage_error(err: StoreError) -> PyErr {
     super::errors::StorageError::new_err(err.to_string())
 }

@@ -339,6 +339,45 @@ def test_kill_and_restart_on_the_same_port(server: RedisServer) -> None:
     assert lim.stats()["storage_errors"] == len(failures)
 
 
+def test_a_late_reply_never_answers_a_later_call(server: RedisServer) -> None:
+    # A sync call that times out leaves its reply on the way; its connection
+    # must not serve the next call, or that call would read the old answer.
+    lim = RateLimiter(
+        100, 60, storage=server.url, timeout=DEADLINE, on_error="raise", key_prefix="l"
+    )
+    assert [lim.decide("a").remaining for _ in range(10)] == list(range(99, 89, -1))
+    server.pause()
+    try:
+        with pytest.raises(StorageError, match="no answer within"):
+            lim.decide("a")
+    finally:
+        server.resume()
+    # The stalled hit on "a" runs now, and its reply (remaining 89) arrives.
+    fresh = [lim.decide(f"b{i}") for i in range(5)]
+    assert [(d.allowed, d.remaining) for d in fresh] == [(True, 99)] * 5
+    assert lim.peek("a").remaining == 89  # the stalled hit counted, once
+    assert lim.stats()["breaker"] == "closed"
+
+
+def test_sync_calls_reuse_their_connections(server: RedisServer) -> None:
+    lim = RateLimiter(10**6, 60, storage=server.url, key_prefix="p")
+    with redis.Redis(port=server.port) as admin:
+        before = admin.info("clients")["connected_clients"]
+        threads = [
+            threading.Thread(target=lambda: [lim.allow("k") for _ in range(200)])
+            for _ in range(8)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        after = admin.info("clients")["connected_clients"]
+        # One blocking connection per thread at most, kept for the next call.
+        assert 1 <= after - before <= 8
+        assert admin.info("stats")["total_connections_received"] <= 8 + 1 + 1
+        assert lim.remaining("k") == 10**6 - 1600
+
+
 def test_script_flush_mid_load(server: RedisServer) -> None:
     lim = RateLimiter(
         5, 60, storage=server.url, timeout=1.0, on_error="raise", key_prefix="f"

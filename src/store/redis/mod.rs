@@ -5,9 +5,11 @@
 //! EVALSHA (the script is loaded again on NOSCRIPT), computing on the
 //! server's `TIME` in integer microseconds with the same arithmetic as the
 //! memory store. A refused hit writes nothing; every write sets a TTL of at
-//! most twice the window. The connection is multiplexed and reconnects by
-//! itself; every operation has a deadline enforced here, and failures go
-//! through a circuit breaker and an explicit policy (`OnError`).
+//! most twice the window. Sync decisions talk to Redis from the calling
+//! thread over pooled blocking connections; awaitables share one multiplexed
+//! connection that reconnects by itself, and batch (see `batch`). Every
+//! operation has a deadline enforced here, and failures go through a circuit
+//! breaker and an explicit policy (`OnError`).
 
 mod batch;
 mod breaker;
@@ -169,6 +171,8 @@ pub struct RedisStore {
     /// The connection of this process's runtime generation (a forked child
     /// opens its own).
     connection: Mutex<Option<(u64, Conn)>>,
+    /// Blocking connections for sync calls on a single server.
+    blocking: Mutex<BlockingPool>,
     breaker: Breaker,
     /// Decisions waiting for the script call on the wire.
     queue: Queue,
@@ -180,6 +184,8 @@ pub struct RedisStore {
 impl RedisStore {
     /// A store for `spec` on the server at `config.url`. Connects lazily.
     pub fn new(spec: &Spec, config: RedisConfig) -> Result<Self> {
+        // The blocking pool tells inherited connections by the fork generation.
+        crate::fork::install();
         let client = open_client(&config.url, config.timeout)?;
         if config.key_prefix.len() > 64 || config.key_prefix.contains(['{', '}']) {
             return Err(Error::invalid(
@@ -219,6 +225,7 @@ impl RedisStore {
             breaker: Breaker::new(),
             queue: Queue::default(),
             connection: Mutex::new(None),
+            blocking: Mutex::new(BlockingPool::default()),
             config,
             allowed: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
@@ -441,6 +448,16 @@ impl RedisStore {
     /// One script call deciding `jobs` in order (layout in prelude.lua).
     async fn run_jobs(&self, jobs: &[&Job]) -> std::result::Result<Vec<Decision>, StoreError> {
         let mut conn = self.connection().await?;
+        let reply = self
+            .invocation(jobs)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(store_err)?;
+        decisions(reply, jobs.len())
+    }
+
+    /// The script call deciding `jobs` in order.
+    fn invocation(&self, jobs: &[&Job]) -> redis::ScriptInvocation<'_> {
         let mut invocation = self.script.prepare_invoke();
         for job in jobs {
             for key in &job.keys {
@@ -461,27 +478,91 @@ impl RedisStore {
                 None => invocation.arg(""),
             };
         }
-        let reply: Vec<u64> = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| StoreError(e.to_string()))?;
-        if reply.len() != 5 * jobs.len() {
-            return Err(StoreError(format!(
-                "the script answered {} numbers for {} decisions",
-                reply.len(),
-                jobs.len()
-            )));
+        invocation
+    }
+
+    /// Decides `mode` on `key` on the calling thread, blocking it: on a
+    /// single server over a pooled connection of its own, the way a
+    /// blocking client talks to Redis (no hand-off to the runtime and
+    /// back); on a cluster through the runtime. The breaker and deadline
+    /// apply as to an awaitable; errors are returned, not yet settled.
+    fn decide_blocking(
+        self: &Arc<Self>,
+        mode: &'static str,
+        key: &[u8],
+        cost: u64,
+        now_us: Option<u64>,
+    ) -> std::result::Result<Decision, StoreError> {
+        let Client::Single(client) = &self.client else {
+            let (handle, _) = runtime::handle()
+                .map_err(|e| StoreError(format!("the Tokio runtime could not start: {e}")))?;
+            return handle.block_on(self.guarded(self.decide(mode, key, cost, now_us)));
+        };
+        if !self.breaker.permits() {
+            self.errors.fetch_add(1, Relaxed);
+            return Err(breaker_open());
         }
-        Ok(reply
-            .chunks_exact(5)
-            .map(|r| Decision {
-                allowed: r[0] == 1,
-                limit: r[1],
-                remaining: r[2],
-                reset_after: r[3] * 1000,
-                retry_after: r[4] * 1000,
-            })
-            .collect())
+        let job = self.job(mode, key, cost, now_us);
+        let result = self.with_blocking(client, |conn| {
+            self.invocation(&[&job]).invoke::<Vec<u64>>(conn)
+        });
+        let result = result
+            .and_then(|reply| decisions(reply, 1))
+            .and_then(|mut d| {
+                d.pop()
+                    .ok_or_else(|| StoreError("the script returned no decision".into()))
+            });
+        self.record(&result);
+        result
+    }
+
+    /// Runs `op` on an idle blocking connection (a new one if none is
+    /// idle), within the deadline; the connection goes back to the pool
+    /// only if `op` succeeded (after a timeout its reply may still come).
+    fn with_blocking<T>(
+        &self,
+        client: &redis::Client,
+        op: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> std::result::Result<T, StoreError> {
+        let timeout = self.config.timeout;
+        let idle = {
+            let _pass = crate::fork::enter();
+            let mut pool = self.blocking.lock().unwrap_or_else(|e| e.into_inner());
+            pool.take()
+        };
+        let (mut conn, fresh) = match idle {
+            Some(conn) => (conn, false),
+            None => {
+                let started = std::time::Instant::now();
+                let conn = client
+                    .get_connection_with_timeout(timeout)
+                    .map_err(store_err)?;
+                // What is left of this call's deadline; a pooled connection
+                // gets the whole deadline per call.
+                let left = timeout.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(self.timed_out());
+                }
+                set_timeouts(&conn, left).map_err(store_err)?;
+                (conn, true)
+            }
+        };
+        let value = op(&mut conn).map_err(|e| {
+            if e.is_timeout() {
+                self.timed_out()
+            } else {
+                store_err(e)
+            }
+        })?;
+        if fresh {
+            set_timeouts(&conn, timeout).map_err(store_err)?;
+        }
+        let _pass = crate::fork::enter();
+        self.blocking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(conn);
+        Ok(value)
     }
 
     /// Runs `op` under the deadline and the breaker.
@@ -583,18 +664,6 @@ impl RedisStore {
         }
     }
 
-    /// Decides a hit of `cost` on `key` (at `now_us` instead of the server's
-    /// clock, for tests), spending it if admitted.
-    pub async fn hit(
-        self: &Arc<Self>,
-        key: &[u8],
-        cost: u64,
-        now_us: Option<u64>,
-    ) -> std::result::Result<Decision, StoreError> {
-        let result = self.guarded(self.decide("hit", key, cost, now_us)).await;
-        self.settle(result, cost)
-    }
-
     /// What a hit of cost 1 would get, spending nothing.
     pub async fn peek(
         self: &Arc<Self>,
@@ -602,6 +671,31 @@ impl RedisStore {
         now_us: Option<u64>,
     ) -> std::result::Result<Decision, StoreError> {
         match self.guarded(self.decide("peek", key, 1, now_us)).await {
+            Ok(d) => Ok(d),
+            Err(err) => self.policy(err, 1),
+        }
+    }
+
+    /// Decides a hit of `cost` on `key` (at `now_us` instead of the server's
+    /// clock, for tests), spending it if admitted; blocks the calling thread
+    /// (which should not hold the GIL). Awaitables use `hit_then`.
+    pub fn hit_blocking(
+        self: &Arc<Self>,
+        key: &[u8],
+        cost: u64,
+        now_us: Option<u64>,
+    ) -> std::result::Result<Decision, StoreError> {
+        let result = self.decide_blocking("hit", key, cost, now_us);
+        self.settle(result, cost)
+    }
+
+    /// `peek`, blocking the calling thread.
+    pub fn peek_blocking(
+        self: &Arc<Self>,
+        key: &[u8],
+        now_us: Option<u64>,
+    ) -> std::result::Result<Decision, StoreError> {
+        match self.decide_blocking("peek", key, 1, now_us) {
             Ok(d) => Ok(d),
             Err(err) => self.policy(err, 1),
         }
@@ -669,6 +763,67 @@ fn breaker_open() -> StoreError {
 
 fn store_err(e: redis::RedisError) -> StoreError {
     StoreError(e.to_string())
+}
+
+/// The five numbers per decision a script answers, as decisions.
+fn decisions(reply: Vec<u64>, jobs: usize) -> std::result::Result<Vec<Decision>, StoreError> {
+    if reply.len() != 5 * jobs {
+        return Err(StoreError(format!(
+            "the script answered {} numbers for {} decisions",
+            reply.len(),
+            jobs
+        )));
+    }
+    Ok(reply
+        .chunks_exact(5)
+        .map(|r| Decision {
+            allowed: r[0] == 1,
+            limit: r[1],
+            remaining: r[2],
+            reset_after: r[3] * 1000,
+            retry_after: r[4] * 1000,
+        })
+        .collect())
+}
+
+/// Idle blocking connections, and the fork generation they were made in.
+#[derive(Default)]
+struct BlockingPool {
+    forks: u64,
+    idle: Vec<redis::Connection>,
+}
+
+/// Idle blocking connections kept at most; more are closed when returned.
+const MAX_IDLE: usize = 64;
+
+impl BlockingPool {
+    fn take(&mut self) -> Option<redis::Connection> {
+        let forks = crate::fork::generation();
+        if self.forks != forks {
+            // Inherited across fork: the sockets (and any TLS session) are
+            // the parent's too. Closing our copy is harmless for plain
+            // sockets but a TLS close could reach the parent's peer, so the
+            // copies are left alone.
+            for conn in self.idle.drain(..) {
+                std::mem::forget(conn);
+            }
+            self.forks = forks;
+        }
+        self.idle.pop()
+    }
+
+    fn put(&mut self, conn: redis::Connection) {
+        if self.forks != crate::fork::generation() {
+            std::mem::forget(conn); // made before a fork (see `take`)
+        } else if self.idle.len() < MAX_IDLE {
+            self.idle.push(conn);
+        }
+    }
+}
+
+fn set_timeouts(conn: &redis::Connection, timeout: Duration) -> redis::RedisResult<()> {
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))
 }
 
 /// Runs `cmd` on the connection, on one cluster node if `node` is given.
