@@ -938,11 +938,11 @@ def redis_notes(data: dict[str, Any]) -> list[str]:
     notes = []
     if "sliding_log" in data["scenarios"].get(REDIS_SCN, {}).get("results", {}):
         notes.append(
-            "sliding_log's script reads every live entry of the key "
-            "(ZRANGEBYSCORE ... WITHSCORES) on each decision, so its cost grows "
-            "with the hits in the window; here a key holds at most "
+            "sliding_log keeps a running sum beside each key's log, so a "
+            "decision reads only the entries that left the window, not every "
+            "live one; here a key holds at most "
             f"{data['processes']['main']['params']['hits'] // rb.KEYS + 1} "
-            "entries (a hot key with thousands is far slower)"
+            "entries"
         )
     if any(n.startswith("pyrate") for n in data["processes"]["main"]["impls"]):
         notes.append(

@@ -446,13 +446,10 @@ impl PyRateLimiter {
         }
     }
 
-    /// The Redis keys of `key`, one per rule (Redis store only).
+    /// The Redis keys of `key`, rule by rule (Redis store only): one per
+    /// rule, two for a sliding log (the log, then its sum).
     fn _redis_keys(&self, key: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
-        let remote = self.remote()?;
-        let bytes = key_bytes(key)?;
-        Ok((0..self.spec.quotas.len())
-            .map(|i| remote.layout().key(&bytes, i))
-            .collect())
+        Ok(self.remote()?.keys(&key_bytes(key)?))
     }
 
     /// The key bound, or None when unbounded.

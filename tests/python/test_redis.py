@@ -140,7 +140,9 @@ def test_shared_vectors_on_redis(
 # scripts' own commands are read from MONITOR, so the TTL checked is exactly
 # the PEXPIRE argument sent, with no race against expiry even for a 1 ms TTL.
 
-READS = {"HMGET", "HGET", "HGETALL", "ZRANGEBYSCORE", "ZCARD", "TIME", "EXISTS"}
+READS = {
+    "HMGET", "HGET", "HGETALL", "GET", "ZRANGE", "ZRANGEBYSCORE", "ZCARD", "TIME", "EXISTS"
+}
 
 
 @dataclasses.dataclass
@@ -159,7 +161,12 @@ class Script:
         ttls: dict[str, int] = {}
         for command in self.writes():
             name, key = command[0].upper(), command[1]
-            ttls[key] = int(command[2]) if name == "PEXPIRE" else ttls.get(key, -1)
+            if name == "PEXPIRE":
+                ttls[key] = int(command[2])
+            elif name == "SET" and "PX" in (upper := [w.upper() for w in command]):
+                ttls[key] = int(command[upper.index("PX") + 1])
+            else:
+                ttls[key] = ttls.get(key, -1)
         return ttls
 
 
@@ -243,11 +250,17 @@ def check_ttls(
         return
     ttls = script.ttls_ms()
     assert ttls, "an admitted hit wrote nothing"
+    multiples = dict(zip(keys, key_multiples(case, keys), strict=True))
     for key, ttl in ttls.items():
-        ((_, multiple),) = [
-            r for k, r in zip(keys, case.rules, strict=True) if k == key
-        ]
-        assert 0 < ttl <= 2 * multiple * window_us // 1000, (key, ttl)
+        assert 0 < ttl <= 2 * multiples[key] * window_us // 1000, (key, ttl)
+
+
+def key_multiples(case: TtlCase, keys: list[str]) -> list[int]:
+    """The window (in units of W) of the rule each of ``keys`` belongs to:
+    a rule has one key, or two for a sliding log (the log and its sum)."""
+    width = len(keys) // len(case.rules)
+    assert width * len(case.rules) == len(keys), keys
+    return [m for _, m in case.rules for _ in range(width)]
 
 
 @pytest.fixture(scope="module")
@@ -294,8 +307,8 @@ def test_writes_expire_within_two_windows_and_refusals_write_nothing(
         (script,) = scripts
         check_ttls(case, 10_000_000, keys, script, admitted)
         after = [(quiet_server.dump(k), quiet_server.pttl(k)) for k in keys]
-        for key, (dump, ttl), (dump2, ttl2), (_, multiple) in zip(
-            keys, before, after, case.rules, strict=True
+        for key, (dump, ttl), (dump2, ttl2), multiple in zip(
+            keys, before, after, key_multiples(case, keys), strict=True
         ):
             if admitted and key in script.ttls_ms():
                 assert 0 < ttl2 <= 2 * multiple * 10_000, (i, key, ttl2)
@@ -341,7 +354,8 @@ def test_script_ttls_for_windows_down_to_a_millisecond(
 
     # The layout prelude.lua documents: the number of rules, the rules, then
     # mode, cost and now of each decision (here one).
-    assert call[3 + nkeys :] == [str(nkeys), *rules(1_000_000), "peek", "1", "0"], call
+    nrules = len(case.rules)
+    assert call[3 + nkeys :] == [str(nrules), *rules(1_000_000), "peek", "1", "0"], call
     start = 10**12  # any origin, in microseconds
     for attempt in range(20):
         keys = lim._redis_keys(f"user-{attempt}")
@@ -352,7 +366,7 @@ def test_script_ttls_for_windows_down_to_a_millisecond(
             tx.execute_command("PEXPIRETIME", key)  # type: ignore[no-untyped-call]
         for at, cost, _ in case.steps:
             now = start + int(at * window_us)
-            tx.evalsha(sha, nkeys, *keys, nkeys, *rules(window_us), "hit", cost, now)
+            tx.evalsha(sha, nkeys, *keys, nrules, *rules(window_us), "hit", cost, now)
             for key in keys:
                 tx.dump(key)
                 tx.execute_command("PEXPIRETIME", key)  # type: ignore[no-untyped-call]
@@ -408,6 +422,85 @@ def test_a_large_burst_outlives_two_windows_until_its_debt_drains(
     assert (want.allowed, want.remaining) == (False, 2)
     got = lim.decide("k", cost=4)
     assert (got.allowed, got.remaining) == (want.allowed, want.remaining)
+
+
+def test_sliding_log_reads_only_what_left_the_window(
+    quiet_server: redis.Redis,
+) -> None:
+    """A hot key holds up to ``limit`` live entries; a decision must not read
+    them all (its cost would grow with the traffic it limits). Seen with
+    MONITOR: an admitted hit reads only the entries that left the window,
+    and a refusal's retry time only the oldest live ones, a page at a time."""
+    clock = ManualClock()
+    port = quiet_server.get_connection_kwargs()["port"]
+    lim = RateLimiter(
+        500, 60, algorithm="sliding_log", storage=f"redis://127.0.0.1:{port}/0",
+        key_prefix="hot", clock=clock, on_error="raise", timeout=5,
+    )  # fmt: skip
+    memory = RateLimiter(500, 60, algorithm="sliding_log", clock=clock)
+    for _ in range(5):  # 5 entries at 0 s, then 490 from 1 s on
+        assert lim.allow("k") and memory.allow("k")
+    clock.advance(1)
+    for _ in range(490):
+        clock.advance(0.001)
+        assert lim.allow("k") and memory.allow("k")
+    assert quiet_server.zcard(lim._redis_keys("k")[0]) == 495
+    clock.advance(58.6)  # the first 5 entries leave the window
+
+    def sizes(script: Script) -> list[int]:
+        """How many entries each of the script's range reads may return
+        (-1: the dead ones, however many)."""
+        out = []
+        for command in script.commands:
+            name = command[0].upper()
+            if name in ("ZRANGE", "ZRANGEBYSCORE") and "LIMIT" in command:
+                out.append(int(command[command.index("LIMIT") + 2]))
+            elif name == "ZRANGE":
+                out.append(int(command[3]) - int(command[2]) + 1)
+            elif name == "ZRANGEBYSCORE":
+                assert command[2] == "-inf", command  # only the dead ones
+                out.append(-1)
+        return out
+
+    with monitor(quiet_server) as scripts:
+        got = [lim.decide("k", cost=10), lim.decide("k")]
+    want = [memory.decide("k", cost=10), memory.decide("k")]
+    assert [(d.allowed, d.remaining, d.reset_after, d.retry_after) for d in got] == [
+        (d.allowed, d.remaining, d.reset_after, d.retry_after) for d in want
+    ]
+    assert [d.allowed for d in got] == [True, False]
+    assert quiet_server.zcard(lim._redis_keys("k")[0]) == 491  # 5 dead went
+    hit, refusal = scripts
+    assert sizes(hit) == [-1]  # just the dead entries: 5 here, not 500
+    assert all(0 < n <= 8 for n in sizes(refusal)[1:]), sizes(refusal)
+
+
+@pytest.mark.parametrize("lost", ["sum", "log"])
+def test_sliding_log_survives_losing_one_of_its_keys(
+    lost: str, redis_url: str, prefix: str, server: redis.Redis
+) -> None:
+    """Under maxmemory with an allkeys policy Redis may evict the log's sum
+    or the log itself: the sum is counted again from the log, and a lost
+    log starts afresh (never a stale sum against an empty log)."""
+    clock = ManualClock()
+    lim = limiter(
+        redis_url, prefix, 10, 60, algorithm="sliding_log", clock=clock,
+        on_error="raise",
+    )  # fmt: skip
+    assert lim.allow("k", cost=3)
+    clock.advance(30)
+    assert lim.allow("k", cost=4)
+    log, sum_key = lim._redis_keys("k")
+    assert int(server.get(sum_key)) == 7
+    server.delete(sum_key if lost == "sum" else log)
+    if lost == "sum":
+        assert lim.decide("k", cost=3).remaining == 0
+        assert lim.allow("k") is False
+        clock.advance(30)  # the first 3 units leave
+        assert lim.decide("k", cost=3).remaining == 0
+    else:
+        assert lim.decide("k", cost=3).remaining == 7
+    assert int(server.get(sum_key)) == 10 if lost == "sum" else 3
 
 
 def test_keys_are_bounded_and_tagged(redis_url: str, prefix: str) -> None:

@@ -33,7 +33,8 @@ for j = 1, decisions do
   local all = true
   local parts = {}
   for i = 1, rules do
-    local d = decide(KEYS[rules * (j - 1) + i], limits[i], windows[i], bursts[i])
+    local k = width * (rules * (j - 1) + i - 1) + 1
+    local d = decide(KEYS[k], limits[i], windows[i], bursts[i], KEYS[k + 1])
     d.limit = limits[i]
     if mode == "peek" then
       d.remaining = d.remaining_now

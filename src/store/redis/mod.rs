@@ -168,6 +168,8 @@ pub struct RedisStore {
     script: redis::Script,
     rules: Vec<Rule>,
     layout: KeyLayout,
+    /// Whether each rule keeps a second key (a sliding log's sum).
+    sums: bool,
     /// The connection of this process's runtime generation (a forked child
     /// opens its own).
     connection: Mutex<Option<(u64, Conn)>>,
@@ -222,6 +224,7 @@ impl RedisStore {
             script: script_for(spec.kind),
             rules,
             layout: KeyLayout::new(&config.key_prefix, spec),
+            sums: spec.kind == AlgorithmKind::SlidingLog,
             breaker: Breaker::new(),
             queue: Queue::default(),
             connection: Mutex::new(None),
@@ -233,9 +236,17 @@ impl RedisStore {
         })
     }
 
-    /// The key layout (for tests and documentation).
-    pub fn layout(&self) -> &KeyLayout {
-        &self.layout
+    /// The Redis keys holding `key`'s state, rule by rule: one per rule,
+    /// and for a sliding log its sum beside it (`<rule key>:s`).
+    pub fn keys(&self, key: &[u8]) -> Vec<String> {
+        let mut keys = Vec::with_capacity(self.rules.len() * if self.sums { 2 } else { 1 });
+        for i in 0..self.rules.len() {
+            let rule_key = self.layout.key(key, i);
+            let sum = self.sums.then(|| format!("{rule_key}:s"));
+            keys.push(rule_key);
+            keys.extend(sum);
+        }
+        keys
     }
 
     /// The failure policy.
@@ -314,9 +325,7 @@ impl RedisStore {
     fn job(&self, mode: &'static str, key: &[u8], cost: u64, now_us: Option<u64>) -> Job {
         Job {
             mode,
-            keys: (0..self.rules.len())
-                .map(|i| self.layout.key(key, i))
-                .collect(),
+            keys: self.keys(key),
             cost,
             now_us,
         }
@@ -703,9 +712,7 @@ impl RedisStore {
 
     /// Deletes `key`'s state; whether it had any.
     pub async fn reset(&self, key: &[u8]) -> std::result::Result<bool, StoreError> {
-        let keys: Vec<String> = (0..self.rules.len())
-            .map(|i| self.layout.key(key, i))
-            .collect();
+        let keys = self.keys(key);
         self.guarded(async {
             let mut conn = self.connection().await?;
             let removed: u64 = redis::cmd("DEL")

@@ -8,7 +8,9 @@
 -- then per decision j: mode ("hit": decide and spend; "peek": decide cost 1,
 --                      spend nothing), cost, now in microseconds or "" for
 --                      the server's TIME
--- KEYS[r(j-1) + i]     the state of rule i for decision j (all in one slot)
+-- KEYS[w(r(j-1) + i-1) + 1 ..]  the w keys holding the state of rule i for
+--                      decision j (all in one slot; w is 2 for sliding_log,
+--                      whose sum sits beside its log, else 1)
 --
 -- The reply is five integers per decision: allowed, limit, remaining,
 -- reset and retry (microseconds).
@@ -17,6 +19,7 @@
 -- products would not (see src/store/redis/mod.rs).
 local rules = tonumber(ARGV[1])
 local decisions = (#ARGV - 1 - 3 * rules) / 3
+local width = #KEYS / (rules * decisions)
 local server_now
 -- The decision being decided; the algorithms below read them.
 local mode, cost, now

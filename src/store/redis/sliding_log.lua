@@ -1,44 +1,84 @@
--- Sliding log: a sorted set of admitted hits scored by time; each member is
--- "time:cost:n" (n keeps members unique). Entries at least a window old are
--- dead; they are removed only when a hit is admitted (a refusal writes
--- nothing).
-local function decide(key, limit, window, burst)
-  local live = redis.call('ZRANGEBYSCORE', key, string.format('(%d', now - window), '+inf', 'WITHSCORES')
-  local entries = {}
+-- Sliding log: a sorted set of admitted hits scored by time, each member
+-- "time:cost:n" (n keeps members unique), and beside it (`sum`, a second
+-- key in the same slot) the total cost of the set's entries. A decision
+-- reads only the entries that left the window, never every live one, so its
+-- cost does not grow with the hits in the window; only a refusal's retry
+-- time reads the oldest live entries, a few at a time. Entries at least a
+-- window old are dead; they are removed only when a hit is admitted (a
+-- refusal writes nothing).
+local function cost_of(member)
+  return tonumber(string.match(member, '^[^:]+:([^:]+)'))
+end
+
+local function decide(key, limit, window, burst, sum)
+  local edge = now - window -- an entry is live while its time is after this
+  local n = redis.call('ZCARD', key)
   local total = 0
-  for i = 1, #live, 2 do
-    local c = tonumber(string.match(live[i], '^[^:]+:([^:]+)'))
-    local at = tonumber(live[i + 1])
-    entries[#entries + 1] = { at, c }
-    total = total + c
+  local dead = {}
+  if n > 0 then
+    total = tonumber(redis.call('GET', sum))
+    if total == nil then
+      -- The sum is gone (evicted under maxmemory): count it again, once.
+      total = 0
+      for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+        total = total + cost_of(member)
+      end
+    end
+    dead = redis.call('ZRANGEBYSCORE', key, '-inf', int(edge))
+    for i = 1, #dead do
+      total = total - cost_of(dead[i])
+    end
   end
   local remaining = limit - total
-  local last_reset = 0
-  if #entries > 0 then last_reset = entries[#entries][1] + window - now end
-  local d = { remaining_now = remaining, reset_now = last_reset }
+
+  -- When the newest live entry leaves the window (all spent units return).
+  local function last_reset()
+    if n == #dead then return 0 end
+    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    return tonumber(newest[2]) - edge
+  end
+
+  local d = { remaining_now = remaining }
+  if mode == "peek" then d.reset_now = last_reset() end
   if cost <= remaining then
     d.allowed = 1
     d.remaining = remaining - cost
     d.reset = window
     d.retry = 0
     d.write = function()
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - window))
-      local n = redis.call('ZCARD', key) + 1
+      if #dead > 0 then
+        redis.call('ZREMRANGEBYSCORE', key, '-inf', int(edge))
+      end
       -- '%d': `now ..` would round the time to 14 digits (10 µs), and
       -- two members could then share a name and count as one.
-      redis.call('ZADD', key, int(now), string.format('%d:%d:%d', now, cost, n))
-      redis.call('PEXPIRE', key, int(expire_ms(window, window)))
+      local member = string.format('%d:%d:%d', now, cost, n - #dead + 1)
+      redis.call('ZADD', key, int(now), member)
+      local ttl = int(expire_ms(window, window))
+      redis.call('PEXPIRE', key, ttl)
+      redis.call('SET', sum, int(total + cost), 'PX', ttl)
     end
   else
     d.allowed = 0
     d.remaining = remaining
-    d.reset = last_reset
+    d.reset = last_reset()
+    -- Wait for the oldest live entries to leave until `cost` fits.
     local need = cost - remaining
-    local retry = 0
-    for i = 1, #entries do
-      retry = entries[i][1] + window - now
-      if entries[i][2] >= need then break end
-      need = need - entries[i][2]
+    local retry, offset, page = 0, 0, 8
+    while need > 0 do
+      local entries = redis.call('ZRANGEBYSCORE', key, string.format('(%d', edge), '+inf',
+        'WITHSCORES', 'LIMIT', offset, page)
+      if #entries == 0 then break end
+      for i = 1, #entries, 2 do
+        retry = tonumber(entries[i + 1]) - edge
+        local c = cost_of(entries[i])
+        if c >= need then
+          need = 0
+          break
+        end
+        need = need - c
+      end
+      offset = offset + page
+      page = page * 4
     end
     d.retry = retry
   end
