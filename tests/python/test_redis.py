@@ -12,9 +12,11 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -1065,3 +1067,27 @@ def test_rediss_tls(tls_port: int) -> None:
     )
     with pytest.raises(StorageError):
         strict.allow("k")
+
+
+def test_unix_socket() -> None:
+    # A short directory: a socket path must fit in 108 bytes.
+    workdir = Path(tempfile.mkdtemp(prefix="rl-"))
+    sock = workdir / "redis.sock"
+    server = RedisServer(
+        "--unixsocket", str(sock), "--unixsocketperm", "700", workdir=workdir
+    )
+    try:
+        lim = RateLimiter(
+            2, 60, storage=f"unix://{sock}", key_prefix="unix", on_error="raise"
+        )
+        assert [lim.allow("k") for _ in range(3)] == [True, True, False]
+        assert asyncio.run(lim.acheck("k"))["remaining"] == 0
+        with redis.Redis(unix_socket_path=str(sock)) as admin:
+            assert len(list(admin.scan_iter(match="unix:*"))) == 1
+            clients = admin.client_list()
+        # The sync pool's, the awaitables' and this one: all on the socket.
+        assert len(clients) >= 3
+        assert {c["laddr"] for c in clients} == {f"{sock}:0"}, clients
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
