@@ -9,8 +9,17 @@ for i = 1, rules do
   bursts[i] = tonumber(ARGV[base + 3])
 end
 
-local function rank(x)
-  return { 1 - x.allowed, x.retry, -x.remaining, x.reset }
+-- Each rule's answer for the decision at hand (reused across decisions):
+-- allowed, remaining, reset, retry, and what commit needs.
+local A, R, S, T, W1, W2, W3, W4 = {}, {}, {}, {}, {}, {}, {}, {}
+
+-- Whether rule i's answer is more restrictive than rule w's: refused before
+-- admitted, then the longer retry, the fewer remaining, the longer reset.
+local function worse(i, w)
+  if A[i] ~= A[w] then return A[i] < A[w] end
+  if T[i] ~= T[w] then return T[i] > T[w] end
+  if R[i] ~= R[w] then return R[i] < R[w] end
+  return S[i] > S[w]
 end
 
 local out = {}
@@ -29,39 +38,27 @@ for j = 1, decisions do
   end
   if mode == "peek" then cost = 1 end
 
-  local worst
+  local first = width * rules * (j - 1) -- KEYS before this decision's
+  local worst = 1
   local all = true
-  local parts = {}
   for i = 1, rules do
-    local k = width * (rules * (j - 1) + i - 1) + 1
-    local d = decide(KEYS[k], limits[i], windows[i], bursts[i], KEYS[k + 1])
-    d.limit = limits[i]
-    if mode == "peek" then
-      d.remaining = d.remaining_now
-      d.reset = d.reset_now
-    end
-    parts[i] = d
-    if d.allowed == 0 then all = false end
-    if worst == nil then
-      worst = d
-    else
-      local x, y = rank(d), rank(worst)
-      for k = 1, 4 do
-        if x[k] ~= y[k] then
-          if x[k] > y[k] then worst = d end
-          break
-        end
-      end
-    end
+    local k = first + width * (i - 1) + 1
+    A[i], R[i], S[i], T[i], W1[i], W2[i], W3[i], W4[i] =
+      decide(KEYS[k], limits[i], windows[i], bursts[i], KEYS[k + 1])
+    if A[i] == 0 then all = false end
+    if i > 1 and worse(i, worst) then worst = i end
   end
   if mode == "hit" and all then
-    for i = 1, #parts do parts[i].write() end
+    for i = 1, rules do
+      local k = first + width * (i - 1) + 1
+      commit(KEYS[k], limits[i], windows[i], bursts[i], KEYS[k + 1], W1[i], W2[i], W3[i], W4[i])
+    end
   end
   local o = #out
-  out[o + 1] = worst.allowed
-  out[o + 2] = worst.limit
-  out[o + 3] = worst.remaining
-  out[o + 4] = worst.reset
-  out[o + 5] = worst.retry
+  out[o + 1] = A[worst]
+  out[o + 2] = limits[worst]
+  out[o + 3] = R[worst]
+  out[o + 4] = S[worst]
+  out[o + 5] = T[worst]
 end
 return out

@@ -1,4 +1,10 @@
 -- Fixed window: hash {s = window start, c = spent}.
+--
+-- Every algorithm defines decide and commit (see decide.lua):
+-- decide(key, limit, window, burst, sum) -> allowed, remaining, reset,
+--   retry, and when admitted what commit needs. A peek reports remaining
+--   and reset as they stand, before the hit it asks about.
+-- commit(key, limit, window, burst, sum, ...) writes an admitted hit.
 local function decide(key, limit, window, burst)
   local v = redis.call('HMGET', key, 's', 'c')
   local start, count = tonumber(v[1]), tonumber(v[2])
@@ -8,21 +14,14 @@ local function decide(key, limit, window, burst)
   end
   local reset = start + window - now
   if reset > window then reset = window end
-  local d = { remaining_now = limit - count, reset_now = reset }
   if count + cost <= limit then
-    d.allowed = 1
-    d.remaining = limit - count - cost
-    d.reset = reset
-    d.retry = 0
-    d.write = function()
-      redis.call('HSET', key, 's', int(start), 'c', int(count + cost))
-      redis.call('PEXPIRE', key, int(expire_ms(reset, window)))
-    end
-  else
-    d.allowed = 0
-    d.remaining = limit - count
-    d.reset = reset
-    d.retry = reset
+    if mode == "peek" then return 1, limit - count, reset, 0 end
+    return 1, limit - count - cost, reset, 0, start, count + cost, reset
   end
-  return d
+  return 0, limit - count, reset, reset
+end
+
+local function commit(key, limit, window, burst, sum, start, spent, reset)
+  redis.call('HSET', key, 's', int(start), 'c', int(spent))
+  redis.call('PEXPIRE', key, int(expire_ms(reset, window)))
 end

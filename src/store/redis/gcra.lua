@@ -15,28 +15,19 @@ local function decide(key, limit, window, burst)
   end
   local tolerance = burst * window
   local after = owed + cost * window
-  local d = {
-    remaining_now = math.floor((tolerance - owed) / window),
-    reset_now = ceil_div(owed, limit),
-  }
-  if after <= tolerance then
-    d.allowed = 1
-    d.remaining = math.floor((tolerance - after) / window)
-    d.reset = ceil_div(after, limit)
-    d.retry = 0
-    d.write = function()
-      redis.call('HSET', key, 't', int(now), 'd', int(after))
-      -- The state matters until the debt drains: a burst above the limit
-      -- takes burst / limit windows, so that is the span the TTL is capped at.
-      local span = window
-      if tolerance > limit * window then span = ceil_div(tolerance, limit) end
-      redis.call('PEXPIRE', key, int(expire_ms(ceil_div(after, limit), span)))
-    end
-  else
-    d.allowed = 0
-    d.remaining = math.floor((tolerance - owed) / window)
-    d.reset = ceil_div(owed, limit)
-    d.retry = ceil_div(after - tolerance, limit)
+  if after <= tolerance and mode ~= "peek" then
+    return 1, math.floor((tolerance - after) / window), ceil_div(after, limit), 0, after
   end
-  return d
+  local remaining, reset = math.floor((tolerance - owed) / window), ceil_div(owed, limit)
+  if after <= tolerance then return 1, remaining, reset, 0 end
+  return 0, remaining, reset, ceil_div(after - tolerance, limit)
+end
+
+local function commit(key, limit, window, burst, sum, after)
+  redis.call('HSET', key, 't', int(now), 'd', int(after))
+  -- The state matters until the debt drains: a burst above the limit
+  -- takes burst / limit windows, so that is the span the TTL is capped at.
+  local span = window
+  if burst > limit then span = ceil_div(burst * window, limit) end
+  redis.call('PEXPIRE', key, int(expire_ms(ceil_div(after, limit), span)))
 end

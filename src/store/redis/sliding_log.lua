@@ -10,11 +10,18 @@ local function cost_of(member)
   return tonumber(string.match(member, '^[^:]+:([^:]+)'))
 end
 
+-- When the newest of the n entries leaves the window (all spent units
+-- return), if any of them is live.
+local function last_reset(key, n, dead, edge)
+  if n == dead then return 0 end
+  local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  return tonumber(newest[2]) - edge
+end
+
 local function decide(key, limit, window, burst, sum)
   local edge = now - window -- an entry is live while its time is after this
   local n = redis.call('ZCARD', key)
-  local total = 0
-  local dead = {}
+  local total, dead = 0, 0
   if n > 0 then
     total = tonumber(redis.call('GET', sum))
     if total == nil then
@@ -24,63 +31,48 @@ local function decide(key, limit, window, burst, sum)
         total = total + cost_of(member)
       end
     end
-    dead = redis.call('ZRANGEBYSCORE', key, '-inf', int(edge))
-    for i = 1, #dead do
-      total = total - cost_of(dead[i])
+    local gone = redis.call('ZRANGEBYSCORE', key, '-inf', int(edge))
+    dead = #gone
+    for i = 1, dead do
+      total = total - cost_of(gone[i])
     end
   end
   local remaining = limit - total
-
-  -- When the newest live entry leaves the window (all spent units return).
-  local function last_reset()
-    if n == #dead then return 0 end
-    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-    return tonumber(newest[2]) - edge
-  end
-
-  local d = { remaining_now = remaining }
-  if mode == "peek" then d.reset_now = last_reset() end
   if cost <= remaining then
-    d.allowed = 1
-    d.remaining = remaining - cost
-    d.reset = window
-    d.retry = 0
-    d.write = function()
-      if #dead > 0 then
-        redis.call('ZREMRANGEBYSCORE', key, '-inf', int(edge))
-      end
-      -- '%d': `now ..` would round the time to 14 digits (10 µs), and
-      -- two members could then share a name and count as one.
-      local member = string.format('%d:%d:%d', now, cost, n - #dead + 1)
-      redis.call('ZADD', key, int(now), member)
-      local ttl = int(expire_ms(window, window))
-      redis.call('PEXPIRE', key, ttl)
-      redis.call('SET', sum, int(total + cost), 'PX', ttl)
-    end
-  else
-    d.allowed = 0
-    d.remaining = remaining
-    d.reset = last_reset()
-    -- Wait for the oldest live entries to leave until `cost` fits.
-    local need = cost - remaining
-    local retry, offset, page = 0, 0, 8
-    while need > 0 do
-      local entries = redis.call('ZRANGEBYSCORE', key, string.format('(%d', edge), '+inf',
-        'WITHSCORES', 'LIMIT', offset, page)
-      if #entries == 0 then break end
-      for i = 1, #entries, 2 do
-        retry = tonumber(entries[i + 1]) - edge
-        local c = cost_of(entries[i])
-        if c >= need then
-          need = 0
-          break
-        end
-        need = need - c
-      end
-      offset = offset + page
-      page = page * 4
-    end
-    d.retry = retry
+    if mode == "peek" then return 1, remaining, last_reset(key, n, dead, edge), 0 end
+    return 1, remaining - cost, window, 0, n, dead, total
   end
-  return d
+  -- Wait for the oldest live entries to leave until `cost` fits.
+  local need = cost - remaining
+  local retry, offset, page = 0, 0, 8
+  while need > 0 do
+    local entries = redis.call('ZRANGEBYSCORE', key, string.format('(%d', edge), '+inf',
+      'WITHSCORES', 'LIMIT', offset, page)
+    if #entries == 0 then break end
+    for i = 1, #entries, 2 do
+      retry = tonumber(entries[i + 1]) - edge
+      local c = cost_of(entries[i])
+      if c >= need then
+        need = 0
+        break
+      end
+      need = need - c
+    end
+    offset = offset + page
+    page = page * 4
+  end
+  return 0, remaining, last_reset(key, n, dead, edge), retry
+end
+
+local function commit(key, limit, window, burst, sum, n, dead, total)
+  local edge = now - window
+  if dead > 0 then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', int(edge))
+  end
+  -- '%d': `now ..` would round the time to 14 digits (10 µs), and two
+  -- members could then share a name and count as one.
+  redis.call('ZADD', key, int(now), string.format('%d:%d:%d', now, cost, n - dead + 1))
+  local ttl = int(expire_ms(window, window))
+  redis.call('PEXPIRE', key, ttl)
+  redis.call('SET', sum, int(total + cost), 'PX', ttl)
 end
