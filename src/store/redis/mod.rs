@@ -343,9 +343,8 @@ impl RedisStore {
         now_us: Option<u64>,
         done: impl FnOnce(std::result::Result<Decision, StoreError>) + Send + 'static,
     ) {
-        if !self.breaker.permits() {
-            self.errors.fetch_add(1, Relaxed);
-            return done(self.settle(Err(breaker_open()), cost));
+        if let Err(open) = self.breaker_closed() {
+            return done(self.settle(Err(open), cost));
         }
         let store = Arc::clone(self);
         let finish = move |result: std::result::Result<Decision, StoreError>| {
@@ -507,10 +506,7 @@ impl RedisStore {
                 .map_err(|e| StoreError(format!("the Tokio runtime could not start: {e}")))?;
             return handle.block_on(self.guarded(self.decide(mode, key, cost, now_us)));
         };
-        if !self.breaker.permits() {
-            self.errors.fetch_add(1, Relaxed);
-            return Err(breaker_open());
-        }
+        self.breaker_closed()?;
         let job = self.job(mode, key, cost, now_us);
         let result = self.with_blocking(client, |conn| {
             self.invocation(&[&job]).invoke::<Vec<u64>>(conn)
@@ -574,15 +570,22 @@ impl RedisStore {
         Ok(value)
     }
 
+    /// An error (counted) while the breaker is open: the caller answers from
+    /// the policy without touching the network.
+    fn breaker_closed(&self) -> std::result::Result<(), StoreError> {
+        if self.breaker.permits() {
+            return Ok(());
+        }
+        self.errors.fetch_add(1, Relaxed);
+        Err(breaker_open())
+    }
+
     /// Runs `op` under the deadline and the breaker.
     async fn guarded<T, F>(&self, op: F) -> std::result::Result<T, StoreError>
     where
         F: std::future::Future<Output = std::result::Result<T, StoreError>>,
     {
-        if !self.breaker.permits() {
-            self.errors.fetch_add(1, Relaxed);
-            return Err(breaker_open());
-        }
+        self.breaker_closed()?;
         let result = match tokio::time::timeout(self.config.timeout, op).await {
             Ok(result) => result,
             Err(_) => Err(self.timed_out()),
