@@ -10,6 +10,7 @@ trip, no thread hop, no Tokio.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
 import math
 import time
@@ -93,9 +94,12 @@ class RateLimiter(RateLimiterCore):
     else:
 
         def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-            # A Redis store needs awaitables that really wait on the network.
-            if cls is RateLimiter and kwargs.get("storage") not in (None, "memory"):
-                cls = _RedisRateLimiter
+            if len(args) > 2 or not _PARAMETERS.issuperset(kwargs):
+                _refuse_arguments(cls, args, kwargs)
+            # A Redis store needs awaitables that really wait on the network,
+            # subclasses included.
+            if kwargs.get("storage") not in (None, "memory"):
+                cls = _redis_class(cls)
             return super().__new__(cls, *args, **kwargs)
 
     # -- context managers: leaving stops the janitor ----------------------
@@ -229,6 +233,54 @@ class RateLimiter(RateLimiterCore):
 
 # __new__ takes *args/**kwargs only to pick the subclass; show the real ones.
 RateLimiter.__signature__ = inspect.signature(RateLimiterCore)  # type: ignore[attr-defined]
+
+_PARAMETERS = frozenset(
+    name
+    for name, p in inspect.signature(RateLimiterCore).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
+)
+
+
+def _refuse_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Raises the TypeError for arguments `RateLimiter` does not take, naming
+    the class the caller used (not the native base) and, for a misspelt
+    keyword, the nearest valid one."""
+    name = cls.__name__
+    if len(args) > 2:
+        raise TypeError(
+            f"{name}() takes at most 2 positional arguments (limit, "
+            f"window_seconds) but {len(args)} were given; pass the others by keyword"
+        )
+    unknown = sorted(set(kwargs) - _PARAMETERS)[0]
+    close = difflib.get_close_matches(unknown, sorted(_PARAMETERS), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise TypeError(f"{name}() got an unexpected keyword argument {unknown!r}{hint}")
+
+
+def _redis_class(cls: type) -> type:
+    """The class of a Redis-backed instance of `cls`: `cls` with the Redis
+    awaitables of `_RedisRateLimiter` between it and `RateLimiter`, so a
+    subclass's own overrides still win and their ``super()`` calls reach
+    the network versions."""
+    if issubclass(cls, _RedisRateLimiter):
+        return cls
+    if cls is RateLimiter:
+        return _RedisRateLimiter
+    # Kept on the class itself (a cycle the collector can free with it).
+    twin: type | None = cls.__dict__.get("_rpl_redis_twin")
+    if twin is None:
+        twin = type(
+            cls.__name__,
+            (cls, _RedisRateLimiter),
+            {
+                "__slots__": (),
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+                "__doc__": cls.__doc__,
+            },
+        )
+        type.__setattr__(cls, "_rpl_redis_twin", twin)
+    return twin
 
 
 class _RedisRateLimiter(RateLimiter):

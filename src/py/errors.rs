@@ -16,8 +16,10 @@ impl From<Error> for PyErr {
     }
 }
 
+// Named after the package that exports it, so tracebacks and `repr` show
+// `rust_py_rate_limit.StorageError`, the name users import.
 create_exception!(
-    rust_py_rate_limit._native,
+    rust_py_rate_limit,
     StorageError,
     PyException,
     "The storage backend (Redis) failed and the limiter's on_error is 'raise'."

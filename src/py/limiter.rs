@@ -521,8 +521,12 @@ impl PyRateLimiter {
             (Some(b), true) => format!(", burst={b}"),
             _ => String::new(),
         };
+        let storage = match &self.remote {
+            Some(remote) => format!(", storage='{}'", remote.url_shown()),
+            None => String::new(),
+        };
         format!(
-            "RateLimiter({limits}, algorithm='{}'{burst})",
+            "RateLimiter({limits}, algorithm='{}'{burst}{storage})",
             self.algorithm()
         )
     }

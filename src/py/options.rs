@@ -14,7 +14,7 @@ use crate::clock::AnyClock;
 use crate::limiter::Spec;
 use crate::rate::{parse_rates, Quota};
 use crate::runtime;
-use crate::store::redis::{OnError, RedisConfig, RedisStore, StoreError};
+use crate::store::redis::{redact, OnError, RedisConfig, RedisStore, StoreError};
 
 /// Runs a Redis operation to completion without the GIL.
 pub(super) fn block_on<T: Send>(
@@ -131,6 +131,9 @@ pub(super) fn none_if_absent<'a, 'py>(
     obj.filter(|o| !o.is_none())
 }
 
+/// The URL schemes `storage=` accepts besides `"memory"`.
+const REMOTE_SCHEMES: [&str; 4] = ["redis://", "rediss://", "unix://", "redis+cluster://"];
+
 /// The Redis store named by `storage=` (None for the memory store), with
 /// its options; the options are refused without a Redis storage.
 pub(super) fn remote_from(
@@ -150,6 +153,13 @@ pub(super) fn remote_from(
                 )));
             };
             let url = url.to_str()?;
+            if url != "memory" && !REMOTE_SCHEMES.iter().any(|s| url.starts_with(s)) {
+                return Err(PyValueError::new_err(format!(
+                    "storage must be 'memory' or a URL starting with {}, got {}",
+                    REMOTE_SCHEMES.join(", "),
+                    PyString::new(obj.py(), &redact(url)).repr()?
+                )));
+            }
             if url == "memory" {
                 None
             } else {

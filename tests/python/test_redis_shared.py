@@ -116,7 +116,9 @@ def test_processes_and_threads_admit_exactly_the_limit(
         assert admitted == allowed
         assert allowed + blocked == threads * hits
     assert sum(r[0] for r in reports) == limit
-    check = RateLimiter(limit, 600, storage=redis_url, key_prefix=prefix)
+    check = RateLimiter(
+        limit, 600, storage=redis_url, key_prefix=prefix, on_error="raise", timeout=5
+    )
     assert check.remaining("hot") == 0
 
 

@@ -72,7 +72,10 @@ impl KeyLayout {
         out
     }
 
-    /// A SCAN pattern matching exactly this limiter's keys.
+    /// A SCAN pattern matching exactly this limiter's keys: the prefix and
+    /// identity, then the hash tag of 32 hex digits. Another limiter's keys
+    /// cannot match, even one whose prefix is this one's followed by
+    /// `:<identity>` (a prefix holds no `{`).
     pub fn pattern(&self) -> String {
         let mut pattern = String::new();
         for c in self.prefix.chars() {
@@ -81,7 +84,8 @@ impl KeyLayout {
             }
             pattern.push(c);
         }
-        format!("{pattern}:{}:*", self.limiter)
+        let digest = "[0-9a-f]".repeat(32);
+        format!("{pattern}:{}:{{{digest}}}:*", self.limiter)
     }
 }
 
@@ -130,9 +134,48 @@ mod tests {
         let other = KeyLayout::new("rl", &spec);
         assert_ne!(layout("rl").key(b"k", 0), other.key(b"k", 0));
         assert_ne!(layout("a").key(b"k", 0), layout("b").key(b"k", 0));
+        let digest = "[0-9a-f]".repeat(32);
         assert_eq!(
             layout("a*[").pattern(),
-            format!("a\\*\\[:{}:*", layout("x").limiter)
+            format!("a\\*\\[:{}:{{{digest}}}:*", layout("x").limiter)
         );
+    }
+
+    /// Redis's glob, for the patterns `pattern` makes: `\\x` is `x`, `*` any
+    /// run, `[...]` one character of a class with ranges.
+    fn glob(pattern: &[u8], text: &[u8]) -> bool {
+        match pattern.first() {
+            None => text.is_empty(),
+            Some(b'*') => (0..=text.len()).any(|i| glob(&pattern[1..], &text[i..])),
+            Some(b'[') => {
+                let end = pattern.iter().position(|&c| c == b']').unwrap();
+                let class = &pattern[1..end];
+                let Some(&c) = text.first() else { return false };
+                let hit = class
+                    .windows(3)
+                    .any(|w| w[1] == b'-' && w[0] <= c && c <= w[2])
+                    || class.contains(&c);
+                hit && glob(&pattern[end + 1..], &text[1..])
+            }
+            Some(b'\\') => text.first() == Some(&pattern[1]) && glob(&pattern[2..], &text[1..]),
+            Some(&p) => text.first() == Some(&p) && glob(&pattern[1..], &text[1..]),
+        }
+    }
+
+    #[test]
+    fn a_pattern_matches_its_own_keys_only() {
+        let mine = layout("app");
+        // A limiter whose prefix is this one's prefix and identity: its keys
+        // start with this limiter's "app:<identity>:".
+        let nested = layout(&format!("app:{}", mine.limiter));
+        let pattern = mine.pattern();
+        for rule in 0..2 {
+            let own = mine.key(b"user:1", rule);
+            assert!(glob(pattern.as_bytes(), own.as_bytes()), "{own}");
+            assert!(glob(pattern.as_bytes(), format!("{own}:s").as_bytes()));
+            let other = nested.key(b"user:1", rule);
+            assert!(other.starts_with(&format!("app:{}:", mine.limiter)));
+            assert!(!glob(pattern.as_bytes(), other.as_bytes()), "{other}");
+        }
     }
 }

@@ -14,6 +14,7 @@
 mod batch;
 mod breaker;
 mod keys;
+mod url;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ use batch::{Answer, Job, Pending, Queue, Reply};
 use breaker::Breaker;
 pub use breaker::BreakerState;
 pub use keys::KeyLayout;
+pub use url::redact;
 
 use crate::algorithm::Decision;
 use crate::error::{Error, Result};
@@ -252,6 +254,11 @@ impl RedisStore {
     /// The failure policy.
     pub fn on_error(&self) -> OnError {
         self.config.on_error
+    }
+
+    /// The storage URL, passwords masked.
+    pub fn url_shown(&self) -> String {
+        redact(&self.config.url)
     }
 
     async fn connection(&self) -> std::result::Result<Conn, StoreError> {
