@@ -1,7 +1,10 @@
-"""Opt-in forwarding of the Rust core's log events to Python `logging`.
+"""Forwarding of the Rust core's log events to Python `logging`.
 
-The core logs through Rust's ``tracing`` (janitor sweeps at DEBUG, anything
-unexpected at WARNING). Nothing reaches Python unless you ask:
+A storage outage and its end are always logged (WARNING, logger
+``rust_py_rate_limit``), with no setup: they are handed to ``logging`` by
+the next Python thread that returns from a storage call. Everything else
+the core logs through Rust's ``tracing`` (janitor sweeps at DEBUG, anything
+unexpected at WARNING) reaches Python only if you ask:
 
     import logging
     import rust_py_rate_limit

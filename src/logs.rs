@@ -1,14 +1,21 @@
-//! Opt-in forwarding of the Rust side's `tracing` events to Python.
+//! Forwarding of the Rust side's log events to Python.
 //!
-//! Events are formatted into a small bounded queue by whatever thread emits
-//! them (usually the janitor, which never holds the GIL). A Python thread
-//! drains the queue and hands the records to `logging`. So Python is only
-//! ever called from a Python thread that holds no Rust lock, and the queue's
-//! lock is only taken inside the fork gate, never across a fork.
+//! Two routes, one rule: events are formatted into a small bounded queue by
+//! whatever thread emits them (a janitor or a Tokio thread, which never hold
+//! the GIL), and a Python thread later hands them to `logging`. So Python is
+//! only ever called from a Python thread that holds no Rust lock, and a
+//! queue's lock is only taken inside the fork gate, never across a fork.
+//!
+//! - `tracing` events (janitor sweeps and the like) are opt-in: `install`
+//!   starts collecting them and a pump thread drains them.
+//! - Notices (a storage outage and its end) are always collected, with no
+//!   subscriber and no thread: whichever Python thread next returns from a
+//!   storage call delivers them (`take_notices`), so nobody misses an outage
+//!   for want of `enable_logging()`.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use tracing::field::{Field, Visit};
@@ -70,6 +77,59 @@ pub fn drain() -> (Vec<Record>, u64) {
     (records, queue.dropped.swap(0, Ordering::Relaxed))
 }
 
+/// Notices kept at most; more are dropped (and counted) until delivered.
+const NOTICE_CAPACITY: usize = 64;
+
+/// The `tracing` target notices are also emitted under (for Rust
+/// subscribers); the Python forwarder skips it, as notices reach Python on
+/// their own route.
+pub const NOTICE_TARGET: &str = "rust_py_rate_limit::notice";
+
+static NOTICES: Mutex<VecDeque<Record>> = Mutex::new(VecDeque::new());
+static NOTICES_PENDING: AtomicBool = AtomicBool::new(false);
+static NOTICES_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Queues a WARNING for Python's `logging` (logger `rust_py_rate_limit`,
+/// with `rust_target` set to `target`), delivered whether or not logging
+/// was enabled. For events an operator must never miss.
+pub fn warn_notice(target: &'static str, message: String) {
+    tracing::warn!(target: NOTICE_TARGET, origin = target, "{message}");
+    let record = Record {
+        level: python_level(&Level::WARN),
+        target: target.to_owned(),
+        message,
+    };
+    {
+        let _pass = fork::enter();
+        let mut q = NOTICES.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() < NOTICE_CAPACITY {
+            q.push_back(record);
+        } else {
+            NOTICES_DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    NOTICES_PENDING.store(true, Ordering::Release);
+}
+
+/// Whether notices wait for delivery: one atomic load, for hot paths.
+#[inline]
+pub fn notices_pending() -> bool {
+    NOTICES_PENDING.load(Ordering::Acquire)
+}
+
+/// Takes every queued notice, and how many were dropped since the last call.
+pub fn take_notices() -> (Vec<Record>, u64) {
+    if !NOTICES_PENDING.swap(false, Ordering::AcqRel) {
+        return (Vec::new(), 0);
+    }
+    let _pass = fork::enter();
+    let records = {
+        let mut q = NOTICES.lock().unwrap_or_else(|e| e.into_inner());
+        q.drain(..).collect()
+    };
+    (records, NOTICES_DROPPED.swap(0, Ordering::Relaxed))
+}
+
 fn python_level(level: &Level) -> u8 {
     match *level {
         Level::ERROR => 40,
@@ -97,9 +157,11 @@ impl Visit for Message {
 
 impl Subscriber for Forward {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        QUEUE
-            .get()
-            .is_some_and(|q| *metadata.level() <= q.max_level)
+        // Notices reach Python on their own route (`take_notices`).
+        metadata.target() != NOTICE_TARGET
+            && QUEUE
+                .get()
+                .is_some_and(|q| *metadata.level() <= q.max_level)
     }
 
     fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
@@ -133,4 +195,31 @@ impl Subscriber for Forward {
     fn enter(&self, _: &tracing::span::Id) {}
 
     fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_queue_without_a_subscriber_and_are_taken_once() {
+        // No `install`: notices are collected anyway.
+        let _ = take_notices();
+        assert!(!notices_pending());
+        warn_notice("rust_py_rate_limit::store::redis", "outage".to_owned());
+        assert!(notices_pending());
+        let (records, dropped) = take_notices();
+        assert_eq!(dropped, 0);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].level, 30);
+        assert_eq!(records[0].target, "rust_py_rate_limit::store::redis");
+        assert_eq!(records[0].message, "outage");
+        assert!(!notices_pending());
+        assert_eq!(take_notices().0.len(), 0);
+        for i in 0..NOTICE_CAPACITY + 5 {
+            warn_notice("t", format!("n{i}"));
+        }
+        let (records, dropped) = take_notices();
+        assert_eq!((records.len(), dropped), (NOTICE_CAPACITY, 5));
+    }
 }

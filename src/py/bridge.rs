@@ -418,6 +418,7 @@ struct LoopDrain {
 #[pymethods]
 impl LoopDrain {
     fn __call__(&self, py: Python<'_>) {
+        super::options::deliver_notices(py);
         for done in self.waker.take() {
             let future = done.future.bind(py);
             let set = match (done.result)(py) {

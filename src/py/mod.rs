@@ -62,7 +62,12 @@ fn _install_logging() -> bool {
 /// the thread with `pthread_exit` inside Rust frames).
 #[pyfunction]
 fn _drain_logs() -> (Vec<(u8, String, String)>, u64) {
-    let (records, dropped) = crate::logs::drain();
+    let (mut records, mut dropped) = crate::logs::drain();
+    // Storage notices too, for a process that makes no storage call for a
+    // while (they are usually delivered by the call that follows them).
+    let (notices, lost) = crate::logs::take_notices();
+    records.extend(notices);
+    dropped += lost;
     (
         records
             .into_iter()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use super::args::seconds_to_nanos;
 use super::clock::PyManualClock;
@@ -25,11 +25,12 @@ pub(super) fn block_on<T: Send>(
         .map_err(|e| PyRuntimeError::new_err(format!("could not start the Tokio runtime: {e}")))?;
     // A panic inside the Redis client must reach Python as a storage error,
     // never as a PanicException.
-    py.detach(|| {
+    let result = py.detach(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.block_on(fut)))
             .unwrap_or_else(|_| Err(StoreError("the Redis client failed unexpectedly".into())))
-    })
-    .map_err(storage_error)
+    });
+    deliver_notices(py);
+    result.map_err(storage_error)
 }
 
 /// Runs `op`, which blocks on Redis, without the GIL.
@@ -39,11 +40,50 @@ pub(super) fn blocking<T: Send>(
 ) -> PyResult<T> {
     // A panic inside the Redis client must reach Python as a storage error,
     // never as a PanicException.
-    py.detach(|| {
+    let result = py.detach(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(op))
             .unwrap_or_else(|_| Err(StoreError("the Redis client failed unexpectedly".into())))
-    })
-    .map_err(storage_error)
+    });
+    deliver_notices(py);
+    result.map_err(storage_error)
+}
+
+/// Hands queued notices (a storage outage, its end) to the
+/// `rust_py_rate_limit` logger, on this Python thread, which holds no Rust
+/// lock. Called after every storage call and by the event-loop drain; costs
+/// one atomic load when there is nothing to deliver.
+#[inline]
+pub(super) fn deliver_notices(py: Python<'_>) {
+    if crate::logs::notices_pending() {
+        deliver_notices_now(py);
+    }
+}
+
+#[cold]
+fn deliver_notices_now(py: Python<'_>) {
+    let (records, dropped) = crate::logs::take_notices();
+    let log = || -> PyResult<()> {
+        let logger = py
+            .import("logging")?
+            .call_method1("getLogger", ("rust_py_rate_limit",))?;
+        for record in records {
+            let extra = PyDict::new(py);
+            extra.set_item("rust_target", record.target)?;
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("extra", extra)?;
+            logger.call_method("log", (record.level, "%s", record.message), Some(&kwargs))?;
+        }
+        if dropped > 0 {
+            logger.call_method1(
+                "warning",
+                ("%d storage notices were dropped (queue full)", dropped),
+            )?;
+        }
+        Ok(())
+    };
+    if let Err(err) = log() {
+        err.write_unraisable(py, None);
+    }
 }
 
 pub(super) fn storage_error(err: StoreError) -> PyErr {

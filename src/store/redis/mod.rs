@@ -606,7 +606,13 @@ impl RedisStore {
         match result {
             Ok(_) => {
                 if self.breaker.success() {
-                    tracing::warn!("Redis answers again; circuit breaker closed");
+                    crate::logs::warn_notice(
+                        module_path!(),
+                        format!(
+                            "Redis at {} answers again; circuit breaker closed",
+                            self.url_shown()
+                        ),
+                    );
                 }
             }
             Err(err) => {
@@ -615,7 +621,18 @@ impl RedisStore {
                 if new_outage {
                     // Logged once per outage: reopening after a probe saw
                     // PING answered but operations still fail is not news.
-                    tracing::warn!(error = %err, "Redis failing; circuit breaker opened");
+                    crate::logs::warn_notice(
+                        module_path!(),
+                        format!(
+                            "Redis at {} failing; circuit breaker opened ({}) error={err}",
+                            self.url_shown(),
+                            match self.config.on_error {
+                                OnError::Allow => "on_error='allow': hits are admitted unchecked",
+                                OnError::Deny => "on_error='deny': hits are refused",
+                                OnError::Raise => "on_error='raise': calls raise StorageError",
+                            }
+                        ),
+                    );
                 }
                 if opened {
                     self.spawn_probe();
