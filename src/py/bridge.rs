@@ -313,10 +313,8 @@ fn registered_waker(event_loop: &Bound<'_, PyAny>) -> PyResult<Option<Arc<LoopWa
             waker: waker.clone(),
         },
     )?;
-    match event_loop.call_method1(
-        intern!(py, "add_reader"),
-        (waker.read.as_raw_fd(), drain.clone()),
-    ) {
+    close_wakers_of_closed_loops(registry)?;
+    match event_loop.call_method1(intern!(py, "add_reader"), (waker.read_fd, drain.clone())) {
         Ok(_) => {
             registry.set_item(event_loop, drain)?;
             Ok(Some(waker))
@@ -329,6 +327,31 @@ fn registered_waker(event_loop: &Bound<'_, PyAny>) -> PyResult<Option<Arc<LoopWa
     }
 }
 
+/// Closes the wake-up pipes of loops that were closed, and drops the
+/// results queued for them. A result that arrives after its loop closed
+/// (an `asyncio.run()` that abandoned an awaitable) would otherwise keep
+/// the future, hence the loop, hence its registry entry and pipe, alive
+/// forever. Run whenever a loop registers, so they never pile up.
+fn close_wakers_of_closed_loops(registry: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = registry.py();
+    let entries = registry.call_method0(intern!(py, "items"))?;
+    let entries = py.import("builtins")?.getattr("list")?.call1((entries,))?;
+    for entry in entries.try_iter()? {
+        let (event_loop, drain): (Bound<'_, PyAny>, Bound<'_, PyAny>) = entry?.extract()?;
+        let Ok(drain) = drain.cast::<LoopDrain>() else {
+            continue;
+        };
+        if event_loop
+            .call_method0(intern!(py, "is_closed"))?
+            .is_truthy()?
+        {
+            drop(drain.get().waker.close());
+            registry.del_item(&event_loop)?;
+        }
+    }
+    Ok(())
+}
+
 /// A finished future's result, made into a Python object on the loop.
 type Outcome = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 
@@ -339,9 +362,17 @@ struct Done {
 
 /// One event loop's queue of finished results and its wake-up pipe.
 struct LoopWaker {
-    read: OwnedFd,
-    write: OwnedFd,
-    pending: parking_lot::Mutex<Vec<Done>>,
+    /// The read end's number, as registered with `add_reader`.
+    read_fd: i32,
+    state: parking_lot::Mutex<WakerState>,
+}
+
+struct WakerState {
+    pending: Vec<Done>,
+    /// The pipe (read end, write end); None once the loop closed: the
+    /// descriptors are closed under this lock, so no push can write to a
+    /// number the process has since reused.
+    pipe: Option<(OwnedFd, OwnedFd)>,
 }
 
 impl LoopWaker {
@@ -366,23 +397,30 @@ impl LoopWaker {
             }
         }
         Ok(Self {
-            read,
-            write,
-            pending: parking_lot::Mutex::new(Vec::new()),
+            read_fd: read.as_raw_fd(),
+            state: parking_lot::Mutex::new(WakerState {
+                pending: Vec::new(),
+                pipe: Some((read, write)),
+            }),
         })
     }
 
-    /// Queues a result; wakes the loop if it was the first one queued.
+    /// Queues a result; wakes the loop if it was the first one queued. A
+    /// result for a closed loop is dropped (its future can never run).
     fn push(&self, done: Done) {
-        let was_empty = {
-            let mut pending = self.pending.lock();
-            pending.push(done);
-            pending.len() == 1
+        let mut state = self.state.lock();
+        let Some((_, write)) = &state.pipe else {
+            drop(state);
+            drop(done); // its references are released when the GIL is next held
+            return;
         };
-        if was_empty {
+        let fd = write.as_raw_fd();
+        state.pending.push(done);
+        if state.pending.len() == 1 {
             loop {
-                // SAFETY: writes one byte from a live buffer to our own pipe.
-                let n = unsafe { libc::write(self.write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+                // SAFETY: writes one byte from a live buffer to our own pipe,
+                // open while the lock is held.
+                let n = unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
                 // EAGAIN: the pipe is full of wake-ups already, as good as one.
                 if n >= 0
                     || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
@@ -396,16 +434,30 @@ impl LoopWaker {
     /// Everything queued. The pipe is emptied first: a result pushed after
     /// that either is taken now or writes a fresh wake-up.
     fn take(&self) -> Vec<Done> {
-        let mut buf = [0u8; 64];
-        loop {
-            // SAFETY: reads into a live buffer of the given length.
-            let n =
-                unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-                break;
+        let mut state = self.state.lock();
+        if let Some((read, _)) = &state.pipe {
+            let mut buf = [0u8; 64];
+            loop {
+                // SAFETY: reads into a live buffer of the given length from
+                // our own pipe, open while the lock is held.
+                let n = unsafe { libc::read(read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n <= 0
+                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                {
+                    break;
+                }
             }
         }
-        std::mem::take(&mut *self.pending.lock())
+        std::mem::take(&mut state.pending)
+    }
+
+    /// For a loop that closed: closes the pipe and hands back the results
+    /// nobody will collect (to be dropped with the GIL held). Later pushes
+    /// are dropped.
+    fn close(&self) -> Vec<Done> {
+        let mut state = self.state.lock();
+        state.pipe = None;
+        std::mem::take(&mut state.pending)
     }
 }
 

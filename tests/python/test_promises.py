@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
+import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import pytest
 import redis
 
 from rust_py_rate_limit import RateLimiter, StorageError
+from rust_py_rate_limit._native import _roundtrip
 
 
 @pytest.fixture
@@ -202,3 +205,64 @@ def test_clear_spares_a_limiter_whose_prefix_extends_this_ones(
     mine.clear()
     assert mine.remaining("a") == 5
     assert [other.remaining(k) for k in "abc"] == [4, 4, 4]
+
+
+# -- wake-up pipes go with their loops ----------------------------------------------
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_abandoned_bridge_awaits_leave_no_pipes() -> None:
+    """1,000 `asyncio.run()` calls that each abandon an await whose result
+    comes after the loop closed: each loop's wake-up pipe is closed once
+    another loop starts, so descriptors do not pile up."""
+
+    async def abandon() -> None:
+        pending = _roundtrip(1, 0.02)  # a future of the loop, never awaited
+        await asyncio.sleep(0)
+        assert not pending.done()
+
+    asyncio.run(abandon())
+    time.sleep(0.05)
+    before = open_fds()
+    for _ in range(1000):
+        asyncio.run(abandon())
+    time.sleep(0.1)  # every abandoned result has arrived
+    asyncio.run(abandon())
+    assert open_fds() - before < 20
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_abandoned_redis_awaits_leave_no_pipes(redis_url: str, prefix: str) -> None:
+    """The reproduction: 1,000 `asyncio.run()` calls that each abandon one
+    `aallow` (held up by CLIENT PAUSE, so every answer lands after its loop
+    closed) used to leave ~1,600 descriptors open, then "Too many open
+    files"."""
+    lim = RateLimiter(
+        10**6, 60, storage=redis_url, key_prefix=prefix, timeout=30, on_error="raise"
+    )
+    admin = redis.Redis.from_url(redis_url)
+
+    async def abandon() -> None:
+        asyncio.get_running_loop().create_task(lim.aallow("k"))
+        await asyncio.sleep(0)
+
+    asyncio.run(abandon())
+    time.sleep(0.05)
+    before = open_fds()
+    admin.client_pause(3000)
+    started = time.monotonic()
+    for _ in range(1000):
+        asyncio.run(abandon())
+    assert time.monotonic() - started < 3, "the pause ended before the loops did"
+    admin.client_unpause()
+    deadline = time.monotonic() + 10
+    while lim.stats()["allowed"] < 1001 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lim.stats()["allowed"] == 1001  # every abandoned decision landed
+    asyncio.run(abandon())
+    assert open_fds() - before < 20
+    assert lim.stats()["storage_errors"] == 0
