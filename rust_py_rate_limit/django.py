@@ -28,10 +28,19 @@ value raises `django.core.exceptions.ImproperlyConfigured` naming the key):
 - ``EXEMPT``: a list of path prefixes, or a callable ``(request) -> bool`` or
   a dotted path to one; exempt requests are neither counted nor given headers.
 - ``EXEMPT_OPTIONS`` (default True): a CORS preflight (``OPTIONS`` with
-  ``Access-Control-Request-Method``) is not counted.
+  ``Access-Control-Request-Method``) is not counted when Django answers it
+  without running view code: the view is a class-based view (``as_view()``,
+  not wrapped by a decorator) that keeps `View`'s own ``options()``,
+  ``dispatch()``, ``setup()`` and ``__init__``, or no view is reached (no
+  URL matched, or an earlier middleware answered). Any other preflight (to a
+  function view, or a class that defines ``options()``) is counted like any
+  request, so the exemption never runs a view body unlimited.
 - ``HEADERS``: ``"legacy"`` (default), ``"ietf"``, ``"both"`` or None.
-- ``TRUSTED_PROXIES``: proxies whose ``X-Forwarded-For`` / ``Forwarded`` are
-  believed (default: none; the client is ``REMOTE_ADDR``).
+- ``TRUSTED_PROXIES``: proxies whose forwarding header is believed (default:
+  none; the client is ``REMOTE_ADDR``).
+- ``FORWARDED_HEADER``: the one header believed from a trusted proxy:
+  ``"x-forwarded-for"`` (default), ``"forwarded"`` or ``"x-real-ip"`` (see
+  `rust_py_rate_limit.keys`). The others are never read.
 
 Every request is one unit, whatever its method (``HEAD`` included). A refused
 request gets ``JsonResponse({"detail": "Too many requests"}, status=429)``
@@ -62,6 +71,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
+from django.views import View
 
 from rust_py_rate_limit._http import (
     BLOCKED_BODY,
@@ -74,8 +84,10 @@ from rust_py_rate_limit._native import Decision
 from rust_py_rate_limit.exceptions import StorageError
 from rust_py_rate_limit.keys import (
     ClientAddressUnavailable,
+    ForwardedHeader,
     TrustedProxies,
-    client_address,
+    check_forwarded_header,
+    client_address_from_header,
 )
 from rust_py_rate_limit.limiter import RateLimiter
 from rust_py_rate_limit.types import AlgorithmName
@@ -102,6 +114,7 @@ _KNOWN = frozenset(
         "EXEMPT_OPTIONS",
         "HEADERS",
         "TRUSTED_PROXIES",
+        "FORWARDED_HEADER",
         "STORAGE",
         "KEY_PREFIX",
         "TIMEOUT",
@@ -144,47 +157,71 @@ def _trusted(proxies: object) -> TrustedProxies | None:
     return TrustedProxies(proxies)
 
 
+def _meta_key(header: ForwardedHeader) -> str:
+    """The ``request.META`` key of a header (``HTTP_X_FORWARDED_FOR``)."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
 def client_ip(
     request: HttpRequest,
     trusted_proxies: TrustedProxies | Iterable[str] | None = None,
+    forwarded_header: ForwardedHeader = "x-forwarded-for",
 ) -> str:
     """The client address of a Django request.
 
-    ``REMOTE_ADDR`` is the peer; ``X-Forwarded-For`` and ``Forwarded`` are
-    believed only when the peer is one of ``trusted_proxies``, and then the
-    right-most address that is not a trusted proxy is the client (see
-    `rust_py_rate_limit.keys.client_address`).
+    ``REMOTE_ADDR`` is the peer; the one forwarding header named by
+    ``forwarded_header`` is believed only when the peer is one of
+    ``trusted_proxies`` (see `rust_py_rate_limit.keys`): with
+    ``X-Forwarded-For`` or ``Forwarded`` the right-most address that is not
+    a trusted proxy is the client; with ``X-Real-IP``, the last value. The
+    other headers are never read.
 
     Args:
         request: The request.
-        trusted_proxies: Proxies whose forwarding headers count.
+        trusted_proxies: Proxies whose forwarding header counts.
+        forwarded_header: ``"x-forwarded-for"`` (default), ``"forwarded"``
+            or ``"x-real-ip"``.
 
     Returns:
         The address as text, e.g. ``"203.0.113.7"``.
 
     Raises:
         ClientAddressUnavailable: The request has no ``REMOTE_ADDR``.
+        TypeError, ValueError: A bad ``forwarded_header``.
     """
+    header = check_forwarded_header(forwarded_header)
+    return _client_ip(request, _trusted(trusted_proxies), header)
+
+
+def _client_ip(
+    request: HttpRequest,
+    proxies: TrustedProxies | None,
+    header: ForwardedHeader,
+) -> str:
     meta = request.META
-    forwarded_for = meta.get("HTTP_X_FORWARDED_FOR")
-    forwarded = meta.get("HTTP_FORWARDED")
-    return client_address(
+    value = meta.get(_meta_key(header)) if proxies else None
+    return client_address_from_header(
         meta.get("REMOTE_ADDR"),
-        [forwarded_for] if forwarded_for else (),
-        [forwarded] if forwarded else (),
-        trusted_proxies=_trusted(trusted_proxies),
+        [value] if value else (),
+        forwarded_header=header,
+        trusted_proxies=proxies,
     )
 
 
 class _Keyer:
     """Turns a request into its key: ``"ip"``, ``"user"`` or a callable."""
 
-    __slots__ = ("_func", "_kind", "_label", "_proxies")
+    __slots__ = ("_func", "_header", "_kind", "_label", "_proxies")
 
     def __init__(
-        self, spec: object, proxies: TrustedProxies | None, label: str
+        self,
+        spec: object,
+        proxies: TrustedProxies | None,
+        label: str,
+        header: ForwardedHeader = "x-forwarded-for",
     ) -> None:
         self._proxies = proxies
+        self._header = header
         self._label = label
         self._func: KeyFunc | None = None
         if spec in ("ip", "user"):
@@ -210,7 +247,7 @@ class _Keyer:
 
     def _ip(self, request: HttpRequest) -> str:
         try:
-            return "ip:" + client_ip(request, self._proxies)
+            return "ip:" + _client_ip(request, self._proxies, self._header)
         except ClientAddressUnavailable:
             raise ImproperlyConfigured(
                 f"{self._label}: the request has no REMOTE_ADDR (a Unix socket?); "
@@ -305,6 +342,32 @@ def _is_preflight(request: HttpRequest) -> bool:
     return bool(
         request.method == "OPTIONS"
         and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in request.META
+    )
+
+
+# The parts of a class-based view that run for an OPTIONS request.
+_OPTIONS_PATH = ("__init__", "setup", "dispatch", "options")
+
+
+def _answers_options_without_view_code(view_func: object) -> bool:
+    """Whether Django answers an ``OPTIONS`` to ``view_func`` with no code
+    of the application running: a class-based view straight from
+    ``as_view()`` whose class keeps `View`'s own ``__init__``, ``setup()``,
+    ``dispatch()`` and ``options()`` (which only lists the allowed methods).
+
+    A function view runs its body for any method; a decorated view runs the
+    decorator's wrapper first; a class with its own ``options()`` or
+    ``dispatch()`` runs it: none of them is proved harmless.
+    """
+    view_class = getattr(view_func, "view_class", None)
+    if not isinstance(view_class, type) or not issubclass(view_class, View):
+        return False
+    if getattr(view_func, "__wrapped__", None) is not None:
+        return False
+    if "options" not in getattr(view_class, "http_method_names", ()):
+        return False
+    return all(
+        getattr(view_class, name, None) is getattr(View, name) for name in _OPTIONS_PATH
     )
 
 
@@ -506,7 +569,17 @@ class RateLimitMiddleware:
                 f"{_setting('TRUSTED_PROXIES')}: {exc}"
             ) from None
         try:
-            self._keyer = _Keyer(config.get("KEY", "ip"), proxies, _setting("KEY"))
+            header = check_forwarded_header(
+                config.get("FORWARDED_HEADER", "x-forwarded-for")
+            )
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(
+                f"{_setting('FORWARDED_HEADER')}: {exc}"
+            ) from None
+        try:
+            self._keyer = _Keyer(
+                config.get("KEY", "ip"), proxies, _setting("KEY"), header
+            )
         except (TypeError, ValueError) as exc:
             raise ImproperlyConfigured(str(exc)) from None
         self._prefixes, self._predicate = _build_exempt(config.get("EXEMPT"))
@@ -517,28 +590,97 @@ class RateLimitMiddleware:
                 f"not {exempt_options!r}"
             )
         self._exempt_options = exempt_options
+        # Request attributes of this instance: a preflight whose decision
+        # waits for its view, and the decision taken then.
+        self._deferred = f"_rust_py_rate_limit_preflight_{id(self)}"
+        self._decided = f"_rust_py_rate_limit_decision_{id(self)}"
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
+            # Django calls an async process_view directly in an async stack
+            # (a sync one would cost a thread hop on every request).
+            self.process_view = self._aprocess_view  # type: ignore[method-assign]
 
     def is_exempt(self, request: HttpRequest) -> bool:
-        """Whether ``request`` goes through without being counted.
+        """Whether ``request`` goes through without being counted, by
+        ``EXEMPT``.
+
+        A CORS preflight (unless ``EXEMPT_OPTIONS`` is False) is decided
+        once Django has resolved its view (see `process_view`): it is
+        exempt only if that view answers ``OPTIONS`` without running code of
+        the application.
 
         Args:
             request: The request.
 
         Returns:
-            True for a CORS preflight (unless ``EXEMPT_OPTIONS`` is False), a
-            path under an ``EXEMPT`` prefix, or when the ``EXEMPT`` predicate
-            says so.
+            True for a path under an ``EXEMPT`` prefix, or when the
+            ``EXEMPT`` predicate says so.
         """
-        if self._exempt_options and _is_preflight(request):
-            return True
         if self._predicate is not None:
             return bool(self._predicate(request))
         return bool(self._prefixes) and _path_is_under(
             request.path_info, self._prefixes
         )
+
+    def _defers(self, request: HttpRequest) -> bool:
+        """Marks a CORS preflight to be decided when its view is known."""
+        if self._exempt_options and _is_preflight(request):
+            setattr(request, self._deferred, True)
+            return True
+        return False
+
+    def _add_deferred_headers(self, request: HttpRequest, response: Any) -> None:
+        decision = request.__dict__.pop(self._decided, None)
+        if decision is not None:
+            _add_headers_if_none(response, decision, self.limiter, self._mode)
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: Any,
+        view_kwargs: Any,
+    ) -> Any:
+        """Decides a deferred CORS preflight, now that its view is known.
+
+        Django calls this after URL resolution, just before the view. A
+        preflight that the view answers without running application code
+        stays uncounted; any other is counted (a refusal answers 429 and the
+        view does not run).
+        """
+        if not request.__dict__.pop(self._deferred, False):
+            return None
+        if _answers_options_without_view_code(view_func):
+            return None
+        try:
+            decision = self.limiter.decide(self._keyer.key(request))
+        except StorageError:
+            return _unavailable()
+        if not decision.allowed:
+            return _blocked(decision, self.limiter, self._mode)
+        setattr(request, self._decided, decision)
+        return None
+
+    async def _aprocess_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: Any,
+        view_kwargs: Any,
+    ) -> Any:
+        if not request.__dict__.pop(self._deferred, False):
+            return None
+        if _answers_options_without_view_code(view_func):
+            return None
+        try:
+            decision = await self.limiter.adecide(await self._keyer.akey(request))
+        except StorageError:
+            return _unavailable()
+        if not decision.allowed:
+            return _blocked(decision, self.limiter, self._mode)
+        setattr(request, self._decided, decision)
+        return None
 
     def __call__(self, request: HttpRequest) -> Any:
         """Handles ``request`` (returns a coroutine in an async stack)."""
@@ -546,6 +688,10 @@ class RateLimitMiddleware:
             return self._acall(request)
         if self.is_exempt(request):
             return self.get_response(request)
+        if self._defers(request):
+            response = self.get_response(request)
+            self._add_deferred_headers(request, response)
+            return response
         try:
             decision = self.limiter.decide(self._keyer.key(request))
         except StorageError:
@@ -559,6 +705,10 @@ class RateLimitMiddleware:
     async def _acall(self, request: HttpRequest) -> Any:
         if self.is_exempt(request):
             return await self.get_response(request)
+        if self._defers(request):
+            response = await self.get_response(request)
+            self._add_deferred_headers(request, response)
+            return response
         try:
             decision = await self.limiter.adecide(await self._keyer.akey(request))
         except StorageError:
@@ -625,6 +775,7 @@ def ratelimit(
     trusted_proxies: TrustedProxies | Iterable[str] | None = None,
     cost: int = 1,
     limiter: RateLimiter | None = None,
+    forwarded_header: ForwardedHeader = "x-forwarded-for",
 ) -> Callable[[V], V]:
     """Rate-limits a Django view on its own, apart from the middleware.
 
@@ -644,11 +795,14 @@ def ratelimit(
             dotted path to one (as the middleware's ``KEY``).
         algorithm: As for `RateLimiter`.
         headers: ``"legacy"``, ``"ietf"``, ``"both"`` or None.
-        trusted_proxies: Proxies whose forwarding headers are believed.
-        cost: Units each request spends.
+        trusted_proxies: Proxies whose forwarding header is believed.
+        cost: Units each request spends (at most the limiter's capacity).
         limiter: A ready `RateLimiter` instead of ``rate``/``limit``/
             ``window_seconds``/``algorithm`` (e.g. one with a `ManualClock`,
             or one shared by several views; each view keeps its own keys).
+        forwarded_header: The one header believed from a trusted proxy:
+            ``"x-forwarded-for"`` (default), ``"forwarded"`` or
+            ``"x-real-ip"``.
 
     Returns:
         A view decorator. A refused request gets a 429
@@ -684,13 +838,20 @@ def ratelimit(
             algorithm=algorithm,
         )
     mode = check_header_mode(headers)
-    keyer = _Keyer(key, _trusted(trusted_proxies), "ratelimit(key=...)")
+    keyer = _Keyer(
+        key,
+        _trusted(trusted_proxies),
+        "ratelimit(key=...)",
+        check_forwarded_header(forwarded_header),
+    )
     if isinstance(cost, bool) or not isinstance(cost, int):
         raise TypeError(f"cost must be an int, not {type(cost).__name__}")
-    if not 1 <= cost <= the_limiter.max_requests:
+    # The capacity (the burst of a bucket, the tightest rule of a compound
+    # limit): a larger cost could never be admitted.
+    capacity = the_limiter.capacity
+    if not 1 <= cost <= capacity:
         raise ValueError(
-            f"cost must be between 1 and the limit ({the_limiter.max_requests}), "
-            f"got {cost}"
+            f"cost must be between 1 and the limit ({capacity}), got {cost}"
         )
 
     def decorator(view: V) -> V:

@@ -34,9 +34,15 @@ from rust_py_rate_limit._http import (
     rate_limit_headers,
 )
 from rust_py_rate_limit.exceptions import StorageError
-from rust_py_rate_limit.keys import TrustedProxies, client_address
+from rust_py_rate_limit.keys import (
+    ForwardedHeader,
+    TrustedProxies,
+    check_forwarded_header,
+    check_ipv6_prefix,
+    client_address_from_header,
+)
 from rust_py_rate_limit.limiter import RateLimiter
-from rust_py_rate_limit.starlette import RateLimitMiddleware, build_limiter
+from rust_py_rate_limit.starlette import RateLimitMiddleware, build_limiter, check_cost
 
 __all__ = ["RateLimit", "RateLimitMiddleware"]
 
@@ -54,9 +60,16 @@ class RateLimit:
         key_func: ``(request) -> str`` (or an awaitable of one) for the
             client part of the key; by default the client address.
         headers: ``"legacy"`` (default), ``"ietf"``, ``"both"`` or None.
-        trusted_proxies: Proxies whose forwarding headers are believed.
+        trusted_proxies: Proxies whose forwarding header is believed.
+        forwarded_header: The one header believed from a trusted proxy:
+            ``"x-forwarded-for"`` (default), ``"forwarded"`` or
+            ``"x-real-ip"``.
         ipv6_prefix: Key IPv6 clients by this prefix (e.g. 64).
-        cost: Units each request spends.
+        cost: Units each request spends (at most the limiter's capacity).
+
+    Raises:
+        TypeError: An option has the wrong type.
+        ValueError: An option has a wrong value.
         storage: ``"memory"`` (default) or a ``redis://`` URL, with
             ``key_prefix``, ``timeout`` and ``on_error`` as for `RateLimiter`.
     """
@@ -71,7 +84,8 @@ class RateLimit:
         algorithm: str = "fixed",
         key_func: Callable[[Request], str | Awaitable[str]] | None = None,
         headers: HeaderMode = "legacy",
-        trusted_proxies: Iterable[str] | None = None,
+        trusted_proxies: Iterable[str] | TrustedProxies | None = None,
+        forwarded_header: ForwardedHeader = "x-forwarded-for",
         ipv6_prefix: int | None = None,
         cost: int = 1,
         storage: str | None = None,
@@ -95,20 +109,23 @@ class RateLimit:
         self.key_func = key_func
         self.headers = check_header_mode(headers)
         self.trusted_proxies = TrustedProxies(trusted_proxies)
-        self.ipv6_prefix = ipv6_prefix
-        if isinstance(cost, bool) or not isinstance(cost, int):
-            raise TypeError(f"cost must be an int, not {type(cost).__name__}")
-        self.cost = cost
+        self.forwarded_header = check_forwarded_header(forwarded_header)
+        self.ipv6_prefix = check_ipv6_prefix(ipv6_prefix)
+        # Fail at start-up, not on every request.
+        self.cost = check_cost(cost, self.limiter.capacity)
 
     async def _client(self, request: Request) -> str:
         if self.key_func is not None:
             result: Any = self.key_func(request)
             return str(await result if inspect.isawaitable(result) else result)
         peer = request.client.host if request.client else None
-        return client_address(
+        # Only the configured header is read: the client cannot pick.
+        return client_address_from_header(
             peer,
-            request.headers.getlist("x-forwarded-for"),
-            request.headers.getlist("forwarded"),
+            request.headers.getlist(self.forwarded_header)
+            if self.trusted_proxies
+            else (),
+            forwarded_header=self.forwarded_header,
             trusted_proxies=self.trusted_proxies,
             ipv6_prefix=self.ipv6_prefix,
         )

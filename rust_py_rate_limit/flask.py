@@ -5,9 +5,9 @@ route (it wraps the view, so it goes *below* ``@app.get``); with
 ``default_limits=True`` every route is limited unless marked
 ``@limiter.exempt``. Requests are keyed per route (the endpoint, never the
 raw path, so ``/items/1`` and ``/items/2`` share the limit of
-``/items/<id>``) and per client (the client address, taking
-``X-Forwarded-For`` / ``Forwarded`` only from ``trusted_proxies``; or your
-own ``key_func``).
+``/items/<id>``) and per client (the client address, taking the one
+forwarding header named by ``forwarded_header`` only from
+``trusted_proxies``; or your own ``key_func``).
 
 Every limited response carries the rate-limit headers; a refused request
 gets a 429 with ``{"detail": "Too many requests"}`` and ``Retry-After``
@@ -49,7 +49,14 @@ from rust_py_rate_limit._http import (
 )
 from rust_py_rate_limit._native import Decision, ManualClock, RateLimiterCore
 from rust_py_rate_limit.exceptions import StorageError
-from rust_py_rate_limit.keys import TrustedProxies, client_address
+from rust_py_rate_limit.keys import (
+    ForwardedHeader,
+    TrustedProxies,
+    check_forwarded_header,
+    check_ipv6_prefix,
+    client_address,
+    client_address_from_header,
+)
 from rust_py_rate_limit.limiter import RateLimiter
 from rust_py_rate_limit.types import AlgorithmName
 
@@ -120,18 +127,6 @@ def _trusted(proxies: object) -> TrustedProxies | None:
     return TrustedProxies(proxies)
 
 
-def _check_ipv6_prefix(prefix: object) -> int | None:
-    if prefix is None:
-        return None
-    if isinstance(prefix, bool) or not isinstance(prefix, int):
-        raise TypeError(
-            f"ipv6_prefix must be an int or None, not {type(prefix).__name__}"
-        )
-    if not 0 <= prefix <= 128:
-        raise ValueError(f"ipv6_prefix must be between 0 and 128, got {prefix}")
-    return prefix
-
-
 def _is_static(endpoint: str) -> bool:
     # "static" for the app, "<blueprint>.static" for a blueprint's folder.
     return endpoint.rpartition(".")[2] == "static"
@@ -168,12 +163,19 @@ class FlaskRateLimiter:
             ``"ietf"`` (``RateLimit-Policy``/``RateLimit``), ``"both"``, or
             None. ``Retry-After`` comes with every 429 regardless.
         trusted_proxies: Addresses or networks of your reverse proxies
-            (``["10.0.0.0/8"]``). ``X-Forwarded-For`` and ``Forwarded`` are
-            believed only when the direct peer is one of them; the client is
-            then the right-most entry that is not a trusted proxy.
+            (``["10.0.0.0/8"]``). The forwarding header is believed only
+            when the direct peer is one of them; the client is then the
+            right-most entry that is not a trusted proxy.
+        forwarded_header: The one header believed from a trusted proxy:
+            ``"x-forwarded-for"`` (default), ``"forwarded"`` or
+            ``"x-real-ip"`` (see `rust_py_rate_limit.keys`). The others are
+            never read.
         ipv6_prefix: Key IPv6 clients by this prefix (e.g. 64).
-        exempt_options: Do not limit CORS preflights (``OPTIONS`` with an
-            ``Access-Control-Request-Method`` header).
+        exempt_options: Do not count CORS preflights (``OPTIONS`` with an
+            ``Access-Control-Request-Method`` header) that Flask answers
+            itself, without the view: those of a route whose view does not
+            list ``OPTIONS`` (Flask's automatic ``OPTIONS``). A preflight
+            that runs the view (it lists ``OPTIONS``) is counted.
         on_blocked: Called with the refusing `Decision`; its return value
             (any Flask response value) is the response, to which the
             rate-limit headers are added. Default: a JSON 429.
@@ -210,6 +212,7 @@ class FlaskRateLimiter:
         default_limits: bool = False,
         headers: HeaderMode = "legacy",
         trusted_proxies: TrustedProxies | str | Iterable[str] | None = None,
+        forwarded_header: ForwardedHeader = "x-forwarded-for",
         ipv6_prefix: int | None = None,
         exempt_options: bool = True,
         on_blocked: OnBlocked | None = None,
@@ -285,7 +288,8 @@ class FlaskRateLimiter:
         self._key_func = key_func
         self._headers = check_header_mode(headers)
         self._trusted_proxies = _trusted(trusted_proxies)
-        self._ipv6_prefix = _check_ipv6_prefix(ipv6_prefix)
+        self._forwarded_header = check_forwarded_header(forwarded_header)
+        self._ipv6_prefix = check_ipv6_prefix(ipv6_prefix)
         self._on_blocked = on_blocked
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         if app is not None:
@@ -429,10 +433,12 @@ class FlaskRateLimiter:
                 "this FlaskRateLimiter is not installed on "
                 f"{current_app.name!r}: call limiter.init_app(app)"
             )
-        if not self._exempt_preflight():
-            decision = self._hit(route)
-            if not decision.allowed:
-                return self._blocked(decision)
+        # The view is called, so its body runs: every request is counted, a
+        # CORS preflight included (the exemption is only for the preflights
+        # Flask answers without calling the view, see _before_request).
+        decision = self._hit(route)
+        if not decision.allowed:
+            return self._blocked(decision)
         # An async view runs through Flask's own ensure_sync, as without us.
         result: ResponseReturnValue = current_app.ensure_sync(view)(*args, **kwargs)
         return result
@@ -450,6 +456,15 @@ class FlaskRateLimiter:
             and _PREFLIGHT_HEADER in request.headers
         )
 
+    @staticmethod
+    def _automatic_options() -> bool:
+        """Whether Flask answers this request itself, without the view: an
+        ``OPTIONS`` to a rule with ``provide_automatic_options`` (the view
+        does not list ``OPTIONS``), as ``Flask.dispatch_request`` does."""
+        return request.method == "OPTIONS" and bool(
+            getattr(request.url_rule, "provide_automatic_options", False)
+        )
+
     def _client_key(self, key_func: Callable[[], str] | None) -> str:
         func = key_func or self._key_func
         if func is not None:
@@ -460,10 +475,11 @@ class FlaskRateLimiter:
         if not self._trusted_proxies:
             # Forwarding headers are ignored anyway: do not read them.
             return client_address(request.remote_addr, ipv6_prefix=self._ipv6_prefix)
-        return client_address(
+        # Only the configured header is read: the client cannot pick.
+        return client_address_from_header(
             request.remote_addr,
-            request.headers.getlist("X-Forwarded-For"),
-            request.headers.getlist("Forwarded"),
+            request.headers.getlist(self._forwarded_header),
+            forwarded_header=self._forwarded_header,
             trusted_proxies=self._trusted_proxies,
             ipv6_prefix=self._ipv6_prefix,
         )
@@ -504,16 +520,17 @@ class FlaskRateLimiter:
 
     def _before_request(self) -> Response | None:
         endpoint = request.endpoint
-        if endpoint is None or self._exempt_preflight():
+        if endpoint is None:
             # No route matched (404, 405, redirect): no view runs.
+            return None
+        automatic = self._automatic_options()
+        if automatic and self._exempt_preflight():
+            # A CORS preflight Flask answers itself: no view runs.
             return None
         view = current_app.view_functions.get(endpoint)
         routes: tuple[_RouteLimit, ...] = getattr(view, _ROUTES_ATTR, ())
         if routes:
-            rule = request.url_rule
-            if request.method == "OPTIONS" and getattr(
-                rule, "provide_automatic_options", False
-            ):
+            if automatic:
                 # Flask answers this OPTIONS itself: the wrapper will not run.
                 for route in reversed(routes):
                     if route.owner is self:

@@ -22,8 +22,10 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rust_py_rate_limit._http import (
@@ -35,7 +37,14 @@ from rust_py_rate_limit._http import (
 )
 from rust_py_rate_limit._native import Decision
 from rust_py_rate_limit.exceptions import StorageError
-from rust_py_rate_limit.keys import TrustedProxies, client_address
+from rust_py_rate_limit.keys import (
+    ForwardedHeader,
+    TrustedProxies,
+    check_forwarded_header,
+    check_ipv6_prefix,
+    client_address,
+    client_address_from_header,
+)
 from rust_py_rate_limit.limiter import RateLimiter
 
 __all__ = [
@@ -69,6 +78,11 @@ def exempt_paths(exempt: Iterable[str] | None) -> Callable[[str], bool] | None:
         return None
     if isinstance(exempt, str):
         exempt = [exempt]
+    if not isinstance(exempt, Iterable):
+        raise TypeError(
+            "exempt must be a list of paths or a predicate (request) -> bool, "
+            f"not {type(exempt).__name__}"
+        )
     prefixes = []
     for entry in exempt:
         if not isinstance(entry, str) or not entry.startswith("/"):
@@ -107,6 +121,11 @@ def build_limiter(
             raise TypeError(
                 "give either limiter or limit/window_seconds/rate/storage, not both"
             )
+        if algorithm != "fixed":
+            raise TypeError(
+                "algorithm cannot be given with limiter: the limiter's "
+                f"algorithm ({limiter.algorithm!r}) is used"
+            )
         return limiter
     options = {k: v for k, v in storage.items() if v is not None}
     return RateLimiter(
@@ -140,6 +159,68 @@ def _header(scope: Scope, name: bytes) -> list[str]:
     return [v.decode("latin-1") for k, v in scope["headers"] if k == name]
 
 
+def check_cost(cost: object, capacity: int) -> int:
+    """Validates a ``cost=`` option against the limiter's capacity."""
+    if isinstance(cost, bool) or not isinstance(cost, int):
+        raise TypeError(f"cost must be an int, not {type(cost).__name__}")
+    if not 1 <= cost <= capacity:
+        raise ValueError(f"cost must be between 1 and {capacity}, got {cost}")
+    return cost
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Validates a True/False option."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return value
+
+
+# What a CORS preflight reaches, found once per middleware: the router that
+# will route it, or a CORSMiddleware that answers it.
+_CORS = "cors"
+_MAX_HOPS = 64
+
+
+def _downstream(app: object) -> Router | str | None:
+    """Follows ``app`` through middleware (each calling its ``.app``) to the
+    router, or to a `CORSMiddleware` (which answers every preflight itself).
+    None when the chain leads anywhere else (a plain ASGI app, a middleware
+    that keeps its app elsewhere): then nothing is proved."""
+    for _ in range(_MAX_HOPS):
+        if isinstance(app, CORSMiddleware):
+            return _CORS
+        if isinstance(app, Router):
+            return app
+        router = getattr(app, "router", None)
+        if isinstance(router, Router):  # a Starlette or FastAPI app
+            return router
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
+
+
+def _endpoint_may_run(router: Router, scope: Scope) -> bool:
+    """Whether routing ``scope`` may run an endpoint (or any app but the
+    router's own answers: 405, a slash redirect, its default 404)."""
+    partial = False
+    try:
+        for route in router.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                # A route takes this method (a route listing OPTIONS, a Mount,
+                # a class endpoint): its code runs.
+                return True
+            partial = partial or match is Match.PARTIAL
+    except Exception:
+        return True
+    if partial:
+        return False  # 405 Method Not Allowed, from the router
+    # No route: a redirect or the 404 of the router, unless it was given a
+    # default app of its own.
+    return bool(router.default != router.not_found)
+
+
 class RateLimitMiddleware:
     """Pure ASGI rate-limiting middleware.
 
@@ -156,11 +237,20 @@ class RateLimitMiddleware:
         exempt: Paths (each exempting itself and everything below it) or a
             predicate ``(request) -> bool``.
         headers: ``"legacy"`` (default), ``"ietf"``, ``"both"`` or None.
-        trusted_proxies: Proxy addresses/networks whose ``X-Forwarded-For``
-            and ``Forwarded`` headers are believed.
+        trusted_proxies: Proxy addresses/networks whose forwarding header
+            is believed.
+        forwarded_header: The one header believed from a trusted proxy:
+            ``"x-forwarded-for"`` (default), ``"forwarded"`` or
+            ``"x-real-ip"`` (see `rust_py_rate_limit.keys`). The others are
+            never read.
         ipv6_prefix: Key IPv6 clients by this prefix (e.g. 64).
-        exempt_options: Let CORS preflight requests (``OPTIONS`` with
-            ``Access-Control-Request-Method``) through unlimited (default).
+        exempt_options: Let a CORS preflight (``OPTIONS`` with
+            ``Access-Control-Request-Method``) through uncounted (default)
+            when it is answered without an endpoint: by a `CORSMiddleware`
+            inside this one, or by the router because no route takes
+            ``OPTIONS`` at that path (405, 404). A preflight that would run
+            an endpoint (a route listing ``OPTIONS``, a mounted app) is
+            counted like any request.
         on_blocked: ``(request, decision) -> Response`` (or an awaitable)
             answering a refused request instead of the default 429; the
             rate-limit headers are added to it.
@@ -183,7 +273,8 @@ class RateLimitMiddleware:
         algorithm: str = "fixed",
         exempt: Iterable[str] | ExemptFunc | None = None,
         headers: HeaderMode = "legacy",
-        trusted_proxies: Iterable[str] | None = None,
+        trusted_proxies: Iterable[str] | TrustedProxies | None = None,
+        forwarded_header: ForwardedHeader = "x-forwarded-for",
         ipv6_prefix: int | None = None,
         exempt_options: bool = True,
         on_blocked: OnBlocked | None = None,
@@ -216,31 +307,41 @@ class RateLimitMiddleware:
         self.exempt_path = None if callable(exempt) else exempt_paths(exempt)
         self.headers = check_header_mode(headers)
         self.trusted_proxies = TrustedProxies(trusted_proxies)
-        self.ipv6_prefix = ipv6_prefix
-        self.exempt_options = bool(exempt_options)
+        self.forwarded_header = check_forwarded_header(forwarded_header)
+        self._forwarded_name = self.forwarded_header.encode("latin-1")
+        self.ipv6_prefix = check_ipv6_prefix(ipv6_prefix)
+        self.exempt_options = check_bool("exempt_options", exempt_options)
         self.on_blocked = on_blocked
         # Fail at start-up, not on the first request.
-        self.limiter.capacity  # noqa: B018
-        if isinstance(cost, bool) or not isinstance(cost, int):
-            raise TypeError(f"cost must be an int, not {type(cost).__name__}")
-        if not 1 <= cost <= self.limiter.capacity:
-            raise ValueError(
-                f"cost must be between 1 and {self.limiter.capacity}, got {cost}"
-            )
-        self.cost = cost
+        self.cost = check_cost(cost, self.limiter.capacity)
+        self._preflight_target: Router | str | None = None
+        self._preflight_target_found = False
 
     def _client_key(self, scope: Scope) -> str:
         client = scope.get("client")
         peer = client[0] if client else None
         if not self.trusted_proxies:
             return client_address(peer, ipv6_prefix=self.ipv6_prefix)
-        return client_address(
+        # Only the configured header is read: the client cannot pick.
+        return client_address_from_header(
             peer,
-            _header(scope, b"x-forwarded-for"),
-            _header(scope, b"forwarded"),
+            _header(scope, self._forwarded_name),
+            forwarded_header=self.forwarded_header,
             trusted_proxies=self.trusted_proxies,
             ipv6_prefix=self.ipv6_prefix,
         )
+
+    def _preflight_is_exempt(self, scope: Scope) -> bool:
+        """Whether this CORS preflight is answered without an endpoint."""
+        if not self._preflight_target_found:
+            self._preflight_target = _downstream(self.app)
+            self._preflight_target_found = True
+        target = self._preflight_target
+        if target == _CORS:
+            return True
+        if isinstance(target, Router):
+            return not _endpoint_may_run(target, scope)
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -250,6 +351,7 @@ class RateLimitMiddleware:
             self.exempt_options
             and scope["method"] == "OPTIONS"
             and _header(scope, b"access-control-request-method")
+            and self._preflight_is_exempt(scope)
         ):
             await self.app(scope, receive, send)
             return

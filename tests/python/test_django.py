@@ -130,7 +130,70 @@ class AsyncDispatchView(View):  # type: ignore[misc]
         return JsonResponse({"view": "async-dispatch"})
 
 
+# Views for the CORS preflight tests: each records the methods it ran for.
+view_runs: list[str] = []
+
+
+def counted(request: HttpRequest) -> HttpResponse:
+    view_runs.append(request.method or "")
+    return JsonResponse({"ok": True})
+
+
+async def acounted(request: HttpRequest) -> HttpResponse:
+    view_runs.append(request.method or "")
+    return JsonResponse({"ok": True})
+
+
+class PlainView(View):  # type: ignore[misc]
+    def get(self, request: HttpRequest) -> HttpResponse:
+        view_runs.append("GET")
+        return JsonResponse({"ok": True})
+
+
+class AsyncPlainView(View):  # type: ignore[misc]
+    async def get(self, request: HttpRequest) -> HttpResponse:
+        view_runs.append("GET")
+        return JsonResponse({"ok": True})
+
+
+class OwnOptionsView(View):  # type: ignore[misc]
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"ok": True})
+
+    def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        view_runs.append("OPTIONS")
+        return super().options(request, *args, **kwargs)
+
+
+class OwnDispatchView(View):  # type: ignore[misc]
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        view_runs.append("dispatch")
+        return super().dispatch(request, *args, **kwargs)
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"ok": True})
+
+
+def _noting(view: Callable[..., Any]) -> Callable[..., Any]:
+    """A decorator (functools.wraps keeps the view's view_class)."""
+    import functools
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        view_runs.append("decorator")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 urlpatterns = [
+    path("counted", counted),
+    path("acounted", acounted),
+    path("plain-class", PlainView.as_view()),
+    path("async-plain-class", AsyncPlainView.as_view()),
+    path("own-options", OwnOptionsView.as_view()),
+    path("own-dispatch", OwnDispatchView.as_view()),
+    path("decorated-class", _noting(PlainView.as_view())),
     path("api/users", hello),
     path("async", ahello),
     path("teapot", boom),
@@ -144,6 +207,12 @@ urlpatterns = [
     path("async-dispatch", AsyncDispatchView.as_view()),
     re_path(r"^.*$", hello),  # every other path: 200, so variants reach a view
 ]
+
+
+class NO_URLS:
+    """A URLconf without URLs: every path is a 404, no view."""
+
+    urlpatterns: tuple[Any, ...] = ()
 
 
 # -- helpers ---------------------------------------------------------------
@@ -199,6 +268,7 @@ def statuses(client: Client, url: str, n: int, **extra: Any) -> list[int]:
 @pytest.fixture(autouse=True)
 def _fresh_decorated_limiter() -> Iterator[None]:
     decorated_limiter.clear()
+    view_runs.clear()
     yield
     decorated_limiter.clear()
 
@@ -505,15 +575,90 @@ PREFLIGHT = {"Origin": "https://app.example", "Access-Control-Request-Method": "
 
 
 def test_cors_preflight_is_not_counted_by_default() -> None:
-    with rate_limited({"LIMITER": manual(limit=1)}):
+    # A class-based view keeping View.options(): Django answers without it.
+    limiter = manual(limit=1)
+    with rate_limited({"LIMITER": limiter}):
         client = Client()
-        preflights = [client.options("/api/users", headers=PREFLIGHT) for _ in range(3)]
-        codes = statuses(client, "/api/users", 2)
-        after = client.options("/api/users", headers=PREFLIGHT)
+        preflights = [
+            client.options("/plain-class", headers=PREFLIGHT) for _ in range(3)
+        ]
+        codes = statuses(client, "/plain-class", 2)
+        after = client.options("/plain-class", headers=PREFLIGHT)
     assert [r.status_code for r in preflights] == [200, 200, 200]
     assert all("X-RateLimit-Limit" not in r for r in preflights)
+    assert preflights[0]["Allow"] == "GET, HEAD, OPTIONS"
     assert codes == [200, 429]
     assert after.status_code == 200  # even once the limit is spent
+    assert view_runs == ["GET"]
+    assert limiter.stats()["total_checks"] == 2
+
+
+def test_preflight_to_a_function_view_is_counted() -> None:
+    # A function view runs its body for any method: 20 preflights, limit 3.
+    with rate_limited({"LIMITER": manual(limit=3)}):
+        client = Client()
+        responses = [client.options("/counted", headers=PREFLIGHT) for _ in range(20)]
+    assert [r.status_code for r in responses] == [200] * 3 + [429] * 17
+    assert view_runs == ["OPTIONS"] * 3
+    assert [r["X-RateLimit-Remaining"] for r in responses[:3]] == ["2", "1", "0"]
+
+
+@pytest.mark.asyncio
+async def test_preflight_to_a_function_view_is_counted_in_an_async_stack() -> None:
+    with rate_limited({"LIMITER": manual(limit=3)}):
+        client = AsyncClient()
+        responses = [
+            await client.options("/acounted", headers=PREFLIGHT) for _ in range(20)
+        ]
+        sync_view = [
+            await client.options("/counted", headers=PREFLIGHT) for _ in range(2)
+        ]
+    assert [r.status_code for r in responses] == [200] * 3 + [429] * 17
+    assert [r.status_code for r in sync_view] == [429, 429]
+    assert view_runs == ["OPTIONS"] * 3
+
+
+@pytest.mark.asyncio
+async def test_preflight_to_a_plain_class_view_is_exempt_in_an_async_stack() -> None:
+    limiter = manual(limit=3)
+    with rate_limited({"LIMITER": limiter}):
+        client = AsyncClient()
+        responses = [
+            await client.options("/async-plain-class", headers=PREFLIGHT)
+            for _ in range(20)
+        ]
+    assert [r.status_code for r in responses] == [200] * 20
+    assert view_runs == []
+    assert limiter.stats()["total_checks"] == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "runs"),
+    [
+        ("/own-options", "OPTIONS"),
+        ("/own-dispatch", "dispatch"),
+        ("/decorated-class", "decorator"),
+    ],
+)
+def test_preflight_to_a_view_with_code_of_its_own_is_counted(
+    url: str, runs: str
+) -> None:
+    with rate_limited({"LIMITER": manual(limit=3)}):
+        client = Client()
+        codes = [client.options(url, headers=PREFLIGHT).status_code for _ in range(20)]
+    assert codes == [200] * 3 + [429] * 17
+    assert view_runs == [runs] * 3
+
+
+def test_preflight_matching_no_url_reaches_no_view() -> None:
+    limiter = manual(limit=1)
+    with rate_limited({"LIMITER": limiter}), override_settings(ROOT_URLCONF=NO_URLS):
+        client = Client()
+        codes = [
+            client.options("/nowhere", headers=PREFLIGHT).status_code for _ in range(3)
+        ]
+    assert codes == [404] * 3
+    assert limiter.stats()["total_checks"] == 0
 
 
 def test_plain_options_is_counted() -> None:
@@ -528,8 +673,8 @@ def test_plain_options_is_counted() -> None:
 def test_exempt_options_false_counts_preflights() -> None:
     with rate_limited({"LIMITER": manual(limit=1), "EXEMPT_OPTIONS": False}):
         client = Client()
-        first = client.options("/api/users", headers=PREFLIGHT)
-        second = client.options("/api/users", headers=PREFLIGHT)
+        first = client.options("/plain-class", headers=PREFLIGHT)
+        second = client.options("/plain-class", headers=PREFLIGHT)
     assert (first.status_code, second.status_code) == (200, 429)
 
 
@@ -847,20 +992,151 @@ def test_trusted_proxies_right_most_untrusted_entry_is_the_client() -> None:
     assert (direct, direct_again) == (200, 429)
 
 
-def test_client_ip_reads_forwarded_and_unmaps_ipv4() -> None:
+def test_client_ip_reads_the_chosen_header_and_unmaps_ipv4() -> None:
     factory = RequestFactory()
     proxies = ["10.0.0.0/8"]
     forwarded = factory.get(
-        "/", REMOTE_ADDR="10.1.2.3", HTTP_FORWARDED="for=203.0.113.9;proto=https"
+        "/",
+        REMOTE_ADDR="10.1.2.3",
+        HTTP_FORWARDED="for=203.0.113.9;proto=https",
+        HTTP_X_FORWARDED_FOR="198.51.100.1",
+        HTTP_X_REAL_IP="192.0.2.5",
     )
-    assert client_ip(forwarded, proxies) == "203.0.113.9"
+    assert client_ip(forwarded, proxies, "forwarded") == "203.0.113.9"
+    assert client_ip(forwarded, proxies) == "198.51.100.1"
+    real_ip: Any = "X-Real-IP"  # any case is accepted
+    assert client_ip(forwarded, proxies, forwarded_header=real_ip) == "192.0.2.5"
     assert client_ip(forwarded) == "10.1.2.3"
+    with pytest.raises(ValueError, match="forwarded_header must be one of"):
+        client_ip(forwarded, proxies, "via")  # type: ignore[arg-type]
     mapped = factory.get("/", REMOTE_ADDR="::ffff:203.0.113.5")
     assert client_ip(mapped) == "203.0.113.5"
     chain = factory.get(
         "/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.7, 10.0.0.2"
     )
     assert client_ip(chain, proxies) == "203.0.113.7"
+
+
+CLIENT = "203.0.113.9"
+
+
+def forged(i: int) -> dict[str, Any]:
+    """What nginx passes on: its X-Forwarded-For, and the client's own
+    rotating Forwarded, from the trusted proxy 10.0.0.1."""
+    return {
+        "REMOTE_ADDR": "10.0.0.1",
+        "HTTP_X_FORWARDED_FOR": CLIENT,
+        "HTTP_FORWARDED": f"for=198.51.100.{i}",
+    }
+
+
+def test_a_forged_forwarded_does_not_beat_x_forwarded_for() -> None:
+    limiter = manual(limit=3)
+    with rate_limited({"LIMITER": limiter, "TRUSTED_PROXIES": ["10.0.0.1"]}):
+        client = Client()
+        codes = [client.get("/api/users", **forged(i)).status_code for i in range(20)]
+    assert codes == [200] * 3 + [429] * 17
+    assert limiter.remaining("ip:" + CLIENT) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_forged_forwarded_does_not_beat_x_forwarded_for_async() -> None:
+    limiter = manual(limit=3)
+    with rate_limited({"LIMITER": limiter, "TRUSTED_PROXIES": ["10.0.0.1"]}):
+        client = AsyncClient()
+        codes = []
+        for i in range(20):
+            # AsyncClient.request takes ASGI scope parts: the peer is the proxy.
+            response = await client.request(
+                method="GET",
+                path="/async",
+                query_string="",
+                client=["10.0.0.1", 4711],
+                headers=[
+                    (b"host", b"testserver"),
+                    (b"x-forwarded-for", CLIENT.encode()),
+                    (b"forwarded", f"for=198.51.100.{i}".encode()),
+                ],
+            )
+            codes.append(response.status_code)
+    assert codes == [200] * 3 + [429] * 17
+    assert limiter.remaining("ip:" + CLIENT) == 0
+
+
+def test_a_forged_forwarded_does_not_beat_x_forwarded_for_in_the_decorator() -> None:
+    limiter = manual(limit=3)
+
+    @ratelimit(limiter=limiter, trusted_proxies=["10.0.0.1"])
+    def view(request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"ok": True})
+
+    factory = RequestFactory()
+    codes = [view(factory.get("/", **forged(i))).status_code for i in range(20)]
+    assert codes == [200] * 3 + [429] * 17
+
+
+@pytest.mark.parametrize(
+    ("header", "extra"),
+    [
+        (
+            "forwarded",
+            lambda i: {
+                "HTTP_FORWARDED": f'for="{CLIENT}:4711"',
+                "HTTP_X_FORWARDED_FOR": f"198.51.100.{i}",
+            },
+        ),
+        (
+            "X-Real-IP",
+            lambda i: {
+                "HTTP_X_REAL_IP": CLIENT,
+                "HTTP_X_FORWARDED_FOR": f"198.51.100.{i}",
+                "HTTP_FORWARDED": f"for=192.0.2.{i}",
+            },
+        ),
+        (
+            "x-real-ip",
+            # A client's own X-Real-IP before the proxy's (joined by a comma).
+            lambda i: {"HTTP_X_REAL_IP": f"198.51.100.{i},{CLIENT}"},
+        ),
+    ],
+)
+def test_forwarded_header_setting_believes_that_header_only(
+    header: str, extra: Callable[[int], dict[str, str]]
+) -> None:
+    limiter = manual(limit=3)
+    config = {
+        "LIMITER": limiter,
+        "TRUSTED_PROXIES": ["10.0.0.1"],
+        "FORWARDED_HEADER": header,
+    }
+    with rate_limited(config):
+        client = Client()
+        codes = [
+            client.get("/api/users", REMOTE_ADDR="10.0.0.1", **extra(i)).status_code
+            for i in range(20)
+        ]
+    assert codes == [200] * 3 + [429] * 17
+    assert limiter.remaining("ip:" + CLIENT) == 0
+
+
+def test_bad_forwarded_header_in_the_decorator() -> None:
+    with pytest.raises(ValueError, match="forwarded_header must be one of"):
+        ratelimit("1/minute", forwarded_header="via")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="forwarded_header must be a str"):
+        ratelimit("1/minute", forwarded_header=None)  # type: ignore[arg-type]
+
+
+def test_decorator_cost_is_checked_against_the_capacity() -> None:
+    # A compound limit admits at most its tightest rule at once.
+    with pytest.raises(
+        ValueError, match="cost must be between 1 and the limit \\(2\\)"
+    ):
+        ratelimit("10/minute;2/second", cost=5)
+    bucket = RateLimiter(10, 60, algorithm="token_bucket", burst=2)
+    with pytest.raises(
+        ValueError, match="cost must be between 1 and the limit \\(2\\)"
+    ):
+        ratelimit(limiter=bucket, cost=3)
 
 
 # -- misconfiguration ------------------------------------------------------------
@@ -895,6 +1171,8 @@ def test_client_ip_reads_forwarded_and_unmaps_ipv4() -> None:
         ({"RATE": "1/minute", "EXEMPT_OPTIONS": "yes"}, "'EXEMPT_OPTIONS'"),
         ({"RATE": "1/minute", "TRUSTED_PROXIES": ["proxy.local"]}, "'TRUSTED_PROXIES'"),
         ({"RATE": "1/minute", "TRUSTED_PROXIES": 10}, "'TRUSTED_PROXIES'"),
+        ({"RATE": "1/minute", "FORWARDED_HEADER": "via"}, "'FORWARDED_HEADER'"),
+        ({"RATE": "1/minute", "FORWARDED_HEADER": 1}, "'FORWARDED_HEADER'"),
     ],
 )
 def test_bad_settings_raise_improperly_configured(config: Any, named: str) -> None:

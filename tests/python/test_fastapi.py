@@ -341,3 +341,277 @@ def test_user_key_keys_authenticated_users_apart() -> None:
     assert client.get("/health").status_code == 200, "anonymous: keyed on the address"
     assert limiter.remaining("user:ana") == 0
     assert limiter.remaining("testclient") == 0
+
+
+# -- one forwarding header, chosen by configuration ----------------------------
+
+CLIENT = "203.0.113.9"
+
+
+def proxied(**options: Any) -> tuple[TestClient, RateLimiter]:
+    """The seed app behind a trusted proxy at 10.0.0.1, limit 3."""
+    limiter = RateLimiter(3, 60, clock=ManualClock())
+    app = seed_app()
+    app.add_middleware(
+        RateLimitMiddleware, limiter=limiter, trusted_proxies=["10.0.0.1"], **options
+    )
+    return TestClient(app, client=("10.0.0.1", 5000)), limiter
+
+
+def test_a_forged_forwarded_header_does_not_beat_x_forwarded_for() -> None:
+    # nginx appends X-Forwarded-For and passes the client's Forwarded through.
+    client, limiter = proxied()
+    codes = [
+        client.get(
+            "/health",
+            headers={"X-Forwarded-For": CLIENT, "Forwarded": f"for=198.51.100.{i}"},
+        ).status_code
+        for i in range(20)
+    ]
+    assert codes == [200] * 3 + [429] * 17
+    assert limiter.remaining(CLIENT) == 0
+
+
+def test_forwarded_header_forwarded_ignores_x_forwarded_for() -> None:
+    client, limiter = proxied(forwarded_header="forwarded")
+    codes = [
+        client.get(
+            "/health",
+            headers={
+                "Forwarded": f'for="{CLIENT}";proto=https',
+                "X-Forwarded-For": f"198.51.100.{i}",
+            },
+        ).status_code
+        for i in range(20)
+    ]
+    assert codes == [200] * 3 + [429] * 17
+    assert limiter.remaining(CLIENT) == 0
+
+
+def test_forwarded_header_x_real_ip_ignores_the_others() -> None:
+    client, limiter = proxied(forwarded_header="X-Real-IP")
+    codes = [
+        client.get(
+            "/health",
+            headers={
+                "X-Real-IP": CLIENT,
+                "X-Forwarded-For": f"198.51.100.{i}",
+                "Forwarded": f"for=192.0.2.{i}",
+            },
+        ).status_code
+        for i in range(20)
+    ]
+    assert codes == [200] * 3 + [429] * 17
+    assert limiter.remaining(CLIENT) == 0
+    # Several X-Real-IP (the client's own, then the proxy's): the last counts.
+    codes = [
+        client.get(
+            "/health",
+            headers=[("X-Real-IP", f"198.51.100.{i}"), ("X-Real-IP", "192.0.2.77")],
+        ).status_code
+        for i in range(5)
+    ]
+    assert codes == [200] * 3 + [429] * 2
+    assert limiter.remaining("192.0.2.77") == 0
+
+
+def test_route_dependency_believes_one_forwarding_header() -> None:
+    limiter = RateLimiter(3, 60, clock=ManualClock())
+    app = FastAPI()
+
+    @app.get(
+        "/r",
+        dependencies=[
+            Depends(RateLimit(limiter=limiter, trusted_proxies=["10.0.0.1"]))
+        ],
+    )
+    def route() -> dict[str, bool]:
+        return {"ok": True}
+
+    client = TestClient(app, client=("10.0.0.1", 5000))
+    codes = [
+        client.get(
+            "/r",
+            headers={"X-Forwarded-For": CLIENT, "Forwarded": f"for=198.51.100.{i}"},
+        ).status_code
+        for i in range(20)
+    ]
+    assert codes == [200] * 3 + [429] * 17
+
+
+@pytest.mark.parametrize("make", ["middleware", "dependency"])
+def test_bad_forwarded_header(make: str) -> None:
+    def build(value: Any) -> object:
+        if make == "middleware":
+            return RateLimitMiddleware(
+                FastAPI(), limit=5, window_seconds=1, forwarded_header=value
+            )
+        return RateLimit("5/minute", forwarded_header=value)
+
+    with pytest.raises(
+        ValueError,
+        match="forwarded_header must be one of "
+        "'x-forwarded-for', 'forwarded', 'x-real-ip'",
+    ):
+        build("x-client-ip")
+    with pytest.raises(TypeError, match="forwarded_header must be a str"):
+        build(1)
+
+
+# -- CORS preflights never run an endpoint unlimited -------------------------------
+
+PREFLIGHT = {"Origin": "https://a.example", "Access-Control-Request-Method": "GET"}
+
+
+def cors_app(**options: Any) -> tuple[TestClient, RateLimiter, list[str]]:
+    """An app with a route that answers OPTIONS itself, and one that does not."""
+    calls: list[str] = []
+    limiter = RateLimiter(3, 60, clock=ManualClock())
+    app = FastAPI()
+
+    @app.api_route("/cors", methods=["GET", "OPTIONS"])
+    def cors(request: Request) -> dict[str, bool]:
+        calls.append(request.method)
+        return {"ok": True}
+
+    @app.get("/plain")
+    def plain() -> dict[str, bool]:
+        calls.append("plain")
+        return {"ok": True}
+
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, **options)
+    return TestClient(app), limiter, calls
+
+
+def test_preflight_to_an_endpoint_that_takes_options_is_counted() -> None:
+    client, _, calls = cors_app()
+    codes = [client.options("/cors", headers=PREFLIGHT).status_code for _ in range(20)]
+    assert codes == [200] * 3 + [429] * 17
+    assert calls == ["OPTIONS"] * 3
+
+
+def test_preflight_the_router_answers_without_the_endpoint_stays_exempt() -> None:
+    client, limiter, calls = cors_app()
+    responses = [client.options("/plain", headers=PREFLIGHT) for _ in range(20)]
+    assert {r.status_code for r in responses} == {405}
+    assert all("X-RateLimit-Limit" not in r.headers for r in responses)
+    # A path no route knows: a 404, also without an endpoint.
+    assert client.options("/nowhere", headers=PREFLIGHT).status_code == 404
+    assert calls == []
+    assert limiter.stats()["total_checks"] == 0
+    assert client.get("/plain").headers["X-RateLimit-Remaining"] == "2"
+
+
+def test_preflight_into_a_mounted_app_is_counted() -> None:
+    calls: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(scope["method"])
+        await PlainTextResponse("inner")(scope, receive, send)
+
+    limiter = RateLimiter(3, 60, clock=ManualClock())
+    app = FastAPI()
+    app.mount("/sub", inner)
+    app.add_middleware(RateLimitMiddleware, limiter=limiter)
+    client = TestClient(app)
+    codes = [client.options("/sub/x", headers=PREFLIGHT).status_code for _ in range(20)]
+    assert codes == [200] * 3 + [429] * 17
+    assert len(calls) == 3
+
+
+def test_preflight_answered_by_an_inner_cors_middleware_stays_exempt() -> None:
+    from starlette.middleware.cors import CORSMiddleware
+
+    calls: list[str] = []
+    limiter = RateLimiter(3, 60, clock=ManualClock())
+    app = FastAPI()
+
+    @app.api_route("/cors", methods=["GET", "OPTIONS"])
+    def cors(request: Request) -> dict[str, bool]:
+        calls.append(request.method)
+        return {"ok": True}
+
+    # add_middleware puts the last one outermost: the limiter wraps CORS.
+    app.add_middleware(CORSMiddleware, allow_origins=["https://a.example"])
+    app.add_middleware(RateLimitMiddleware, limiter=limiter)
+    client = TestClient(app)
+    codes = [client.options("/cors", headers=PREFLIGHT).status_code for _ in range(20)]
+    assert codes == [200] * 20
+    assert calls == []
+    assert limiter.stats()["total_checks"] == 0
+
+
+# -- options validated at construction -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"ipv6_prefix": 200}, ValueError, "ipv6_prefix must be between 0 and 128"),
+        ({"ipv6_prefix": -1}, ValueError, "ipv6_prefix must be between 0 and 128"),
+        ({"ipv6_prefix": "64"}, TypeError, "ipv6_prefix must be an int"),
+        ({"ipv6_prefix": True}, TypeError, "ipv6_prefix must be an int"),
+        ({"exempt_options": "yes"}, TypeError, "exempt_options must be a bool"),
+        ({"exempt": 5}, TypeError, "exempt must be"),
+        ({"exempt": [b"/health"]}, ValueError, "exempt paths"),
+        ({"trusted_proxies": 10}, TypeError, "trusted_proxies must be"),
+        ({"key_func": "ip"}, TypeError, "key_func"),
+        ({"on_blocked": 429}, TypeError, "on_blocked"),
+        ({"headers": "x"}, ValueError, "headers"),
+        ({"cost": 0}, ValueError, "cost must be between 1 and 5"),
+        ({"cost": 6}, ValueError, "cost must be between 1 and 5"),
+        ({"cost": 1.0}, TypeError, "cost must be an int"),
+        ({"algorithm": "magic"}, ValueError, "algorithm"),
+    ],
+)
+def test_middleware_options_are_checked_at_construction(
+    options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        RateLimitMiddleware(FastAPI(), limit=5, window_seconds=60, **options)
+
+
+def test_middleware_algorithm_with_a_limiter_is_refused() -> None:
+    with pytest.raises(TypeError, match="algorithm"):
+        RateLimitMiddleware(FastAPI(), limiter=RateLimiter(1, 1), algorithm="gcra")
+
+
+def test_middleware_accepts_a_trusted_proxies_object() -> None:
+    from rust_py_rate_limit.keys import TrustedProxies
+
+    limiter = RateLimiter(1, 60)
+    app = seed_app()
+    app.add_middleware(
+        RateLimitMiddleware, limiter=limiter, trusted_proxies=TrustedProxies("10.0.0.1")
+    )
+    client = TestClient(app, client=("10.0.0.1", 5000))
+    assert client.get("/health", headers={"X-Forwarded-For": CLIENT}).status_code == 200
+    assert limiter.remaining(CLIENT) == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"cost": 3}, ValueError, "cost must be between 1 and 2"),
+        ({"cost": 0}, ValueError, "cost must be between 1 and 2"),
+        ({"cost": "1"}, TypeError, "cost must be an int"),
+        ({"ipv6_prefix": 200}, ValueError, "ipv6_prefix must be between 0 and 128"),
+        ({"ipv6_prefix": 64.0}, TypeError, "ipv6_prefix must be an int"),
+        ({"trusted_proxies": 10}, TypeError, "trusted_proxies must be"),
+        ({"headers": "x"}, ValueError, "headers"),
+        ({"key_func": "ip"}, TypeError, "key_func"),
+        ({"algorithm": "magic"}, ValueError, "algorithm"),
+    ],
+)
+def test_route_dependency_options_are_checked_at_construction(
+    options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        RateLimit("2/minute", **options)
+
+
+def test_route_dependency_cost_is_checked_against_a_shared_limiter() -> None:
+    shared = RateLimiter(4, 60, algorithm="token_bucket", burst=2)
+    with pytest.raises(ValueError, match="cost must be between 1 and 2"):
+        RateLimit(limiter=shared, cost=3)
+    assert RateLimit(limiter=shared, cost=2).cost == 2

@@ -515,8 +515,10 @@ def test_preflight_under_default_limits() -> None:
         assert client.options("/free", headers=PREFLIGHT).status_code == expected
 
 
-def test_preflight_to_a_view_that_handles_options_itself() -> None:
-    app, limiter = app_with(limit=1)
+def test_preflight_to_a_view_that_handles_options_itself_is_counted() -> None:
+    # The view lists OPTIONS: Flask calls it for a preflight, so the body
+    # runs and the preflight is counted: 20 preflights, limit 3.
+    app, limiter = app_with(limit=3)
     calls: list[str] = []
 
     @app.route("/cors", methods=["GET", "OPTIONS"])
@@ -526,10 +528,39 @@ def test_preflight_to_a_view_that_handles_options_itself() -> None:
         return "cors"
 
     client = app.test_client()
-    assert client.get("/cors").status_code == 200
-    assert client.options("/cors", headers=PREFLIGHT).status_code == 200
+    responses = [client.options("/cors", headers=PREFLIGHT) for _ in range(20)]
+    assert codes(responses) == [200] * 3 + [429] * 17
+    assert calls == ["OPTIONS"] * 3
+    assert responses[0].headers["X-RateLimit-Remaining"] == "2"
     assert client.get("/cors").status_code == 429
-    assert calls == ["GET", "OPTIONS"]
+
+
+def test_preflight_to_a_view_listing_options_under_default_limits_is_counted() -> None:
+    app, _ = app_with(limit=3, default_limits=True)
+    calls: list[str] = []
+
+    @app.route("/cors", methods=["GET", "OPTIONS"])
+    def cors() -> str:
+        calls.append(request.method)
+        return "cors"
+
+    client = app.test_client()
+    responses = [client.options("/cors", headers=PREFLIGHT) for _ in range(20)]
+    assert codes(responses) == [200] * 3 + [429] * 17
+    assert calls == ["OPTIONS"] * 3
+
+
+def test_automatic_options_preflight_stays_exempt() -> None:
+    # /limited does not list OPTIONS: Flask answers it without the view.
+    app, limiter = app_with(limit=3, default_limits=True)
+    client = app.test_client()
+    for url in ("/limited", "/free"):
+        responses = [client.options(url, headers=PREFLIGHT) for _ in range(20)]
+        assert codes(responses) == [200] * 20
+        assert all("X-RateLimit-Remaining" not in r.headers for r in responses)
+        assert "GET" in responses[0].headers["Allow"]
+    assert limiter.limiter is not None
+    assert limiter.limiter.stats()["total_checks"] == 0
 
 
 # -- default_limits, exempt ------------------------------------------------
@@ -707,6 +738,94 @@ def test_ipv6_prefix_groups_clients() -> None:
     assert get_from(client, "2001:db8:0:1::1") == 200
 
 
+CLIENT = "203.0.113.9"
+
+
+def test_a_forged_forwarded_does_not_beat_x_forwarded_for() -> None:
+    # nginx appends X-Forwarded-For and passes the client's Forwarded on.
+    app, limiter = app_with(limit=3, trusted_proxies=["10.0.0.1"])
+    client = app.test_client()
+    statuses = [
+        get_from(
+            client, "10.0.0.1", X_Forwarded_For=CLIENT, Forwarded=f"for=198.51.100.{i}"
+        )
+        for i in range(20)
+    ]
+    assert statuses == [200] * 3 + [429] * 17
+    assert limiter.limiter is not None
+    assert limiter.limiter.remaining(f"limited:{CLIENT}") == 0
+
+
+def test_a_forged_forwarded_does_not_beat_x_forwarded_for_under_default_limits() -> (
+    None
+):
+    app, _ = app_with(limit=3, trusted_proxies=["10.0.0.1"], default_limits=True)
+    client = app.test_client()
+    statuses = [
+        int(
+            client.get(
+                "/free",
+                headers={"X-Forwarded-For": CLIENT, "Forwarded": f"for=198.51.100.{i}"},
+                environ_base={"REMOTE_ADDR": "10.0.0.1"},
+            ).status_code
+        )
+        for i in range(20)
+    ]
+    assert statuses == [200] * 3 + [429] * 17
+
+
+def test_forwarded_header_forwarded() -> None:
+    app, limiter = app_with(
+        limit=3, trusted_proxies=["10.0.0.1"], forwarded_header="Forwarded"
+    )
+    client = app.test_client()
+    statuses = [
+        get_from(
+            client,
+            "10.0.0.1",
+            Forwarded=f'for="{CLIENT}";proto=https',
+            X_Forwarded_For=f"198.51.100.{i}",
+        )
+        for i in range(20)
+    ]
+    assert statuses == [200] * 3 + [429] * 17
+    assert limiter.limiter is not None
+    assert limiter.limiter.remaining(f"limited:{CLIENT}") == 0
+
+
+def test_forwarded_header_x_real_ip() -> None:
+    app, limiter = app_with(
+        limit=3, trusted_proxies=["10.0.0.1"], forwarded_header="x-real-ip"
+    )
+    client = app.test_client()
+    statuses = [
+        get_from(
+            client,
+            "10.0.0.1",
+            X_Real_IP=CLIENT,
+            X_Forwarded_For=f"198.51.100.{i}",
+            Forwarded=f"for=192.0.2.{i}",
+        )
+        for i in range(20)
+    ]
+    assert statuses == [200] * 3 + [429] * 17
+    # Several X-Real-IP (the client's own first, the proxy's last): the last.
+    other = "192.0.2.77"
+    statuses = [
+        int(
+            client.get(
+                "/limited",
+                headers=[("X-Real-IP", f"198.51.100.{i}"), ("X-Real-IP", other)],
+                environ_base={"REMOTE_ADDR": "10.0.0.1"},
+            ).status_code
+        )
+        for i in range(5)
+    ]
+    assert statuses == [200] * 3 + [429] * 2
+    assert limiter.limiter is not None
+    assert limiter.limiter.remaining(f"limited:{other}") == 0
+
+
 # -- bad arguments ---------------------------------------------------------------
 
 
@@ -734,6 +853,18 @@ def test_ipv6_prefix_groups_clients() -> None:
         ({"rate": "5/minute", "trusted_proxies": 10}, TypeError, "trusted_proxies"),
         ({"rate": "5/minute", "ipv6_prefix": 129}, ValueError, "ipv6_prefix"),
         ({"rate": "5/minute", "ipv6_prefix": "64"}, TypeError, "ipv6_prefix"),
+        ({"rate": "5/minute", "ipv6_prefix": True}, TypeError, "ipv6_prefix"),
+        (
+            {"rate": "5/minute", "forwarded_header": "via"},
+            ValueError,
+            "forwarded_header must be one of 'x-forwarded-for', 'forwarded', "
+            "'x-real-ip'",
+        ),
+        (
+            {"rate": "5/minute", "forwarded_header": 1},
+            TypeError,
+            "forwarded_header must be a str",
+        ),
         ({"rate": "5/minute", "exempt_options": None}, TypeError, "exempt_options"),
         ({"rate": "5/minute", "on_blocked": 429}, TypeError, "on_blocked"),
         ({"rate": "5/minute", "clock": "now"}, TypeError, "clock"),
