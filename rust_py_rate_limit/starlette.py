@@ -338,7 +338,9 @@ class RateLimitMiddleware:
             self._preflight_target_found = True
         target = self._preflight_target
         if target == _CORS:
-            return True
+            # CORSMiddleware answers a preflight itself only when it carries
+            # an Origin; without one it passes the request on to the app.
+            return bool(_header(scope, b"origin"))
         if isinstance(target, Router):
             return not _endpoint_may_run(target, scope)
         return False

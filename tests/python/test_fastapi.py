@@ -540,6 +540,13 @@ def test_preflight_answered_by_an_inner_cors_middleware_stays_exempt() -> None:
     assert calls == []
     assert limiter.stats()["total_checks"] == 0
 
+    # Without an Origin, CORSMiddleware hands the preflight to the route:
+    # then it is counted, or the endpoint would run unlimited.
+    bare = {"Access-Control-Request-Method": "GET"}
+    codes = [client.options("/cors", headers=bare).status_code for _ in range(20)]
+    assert codes == [200] * 3 + [429] * 17
+    assert calls == ["OPTIONS"] * 3
+
 
 # -- options validated at construction -------------------------------------------
 
