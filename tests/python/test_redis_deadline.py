@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from redis_server import free_port
+import redis
+from redis_server import RedisServer, free_port
 
 from rust_py_rate_limit import RateLimiter, StorageError
 
@@ -337,3 +338,39 @@ def test_a_server_that_stops_answering_mid_call_keeps_the_deadline(
         assert outcome is (on_error == "allow")
     assert lim.stats()["storage_errors"] == 1
     assert server.accepted == 1, "the healthy call's connection was reused"
+
+
+def test_login_database_and_host_name_come_from_the_url() -> None:
+    # The sync client reads the URL as redis-rs does: a password (AUTH), a
+    # user and password (AUTH user pass), a database (SELECT), a host name
+    # (looked up under the deadline).
+    server = RedisServer(
+        "--requirepass", "secret", "--user", "alice", "on", ">pw", "~*", "+@all"
+    )
+    try:
+        admin = redis.Redis(port=server.port, password="secret")
+        urls = {
+            3: f"redis://:secret@localhost:{server.port}/3",
+            2: f"redis://alice:pw@127.0.0.1:{server.port}/2",
+        }
+        for db, url in urls.items():
+            lim = RateLimiter(2, 60, storage=url, on_error="raise", key_prefix="u")
+            assert [lim.allow("k") for _ in range(3)] == [True, True, False]
+            assert asyncio.run(lim.aallow("k")) is False
+            assert lim.stats()["storage_errors"] == 0
+            with redis.Redis(port=server.port, password="secret", db=db) as in_db:
+                assert in_db.dbsize() == 1, f"the key went to database {db}"
+            assert admin.dbsize() == 0
+        wrong = RateLimiter(
+            2,
+            60,
+            storage=f"redis://:nope@127.0.0.1:{server.port}/0",
+            on_error="raise",
+        )
+        with pytest.raises(StorageError) as err:
+            wrong.allow("k")
+        assert "\n" not in str(err.value)
+        assert "WRONGPASS" in str(err.value), str(err.value)
+        admin.close()
+    finally:
+        server.stop()
