@@ -23,6 +23,14 @@ Rows:
   ``Limiter.try_acquire``). Each is compared with our same algorithm
   (``ours_over_peer`` = ours / peer, below 1 = ours faster).
 
+Then the deadline (``--no-deadline`` skips it): against a server of its own
+that accepts connections and never answers (a thread here, on a free loopback
+port), how long ``allow()`` and ``await aallow()`` take to give up, p50 / p99
+/ max, for timeouts of 10, 50 and 500 ms (200 calls each, 20 at 500 ms so
+the whole section stays near a minute; fewer with ``--quick``). Each call
+gets a fresh limiter, so the circuit breaker (which answers without the
+network after 3 failures) never hides the deadline.
+
 The server: ``--redis-url`` if given, else a throwaway ``redis-server`` on a
 free loopback port (nothing saved to disk), stopped by PID at the end; with
 neither, the suite is skipped with a note. Every key lives under one fresh
@@ -41,6 +49,7 @@ import asyncio
 import functools
 import gc
 import importlib
+import importlib.util
 import os
 import platform
 import shutil
@@ -48,6 +57,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -643,6 +653,117 @@ def _meta(params: RedisParams) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------
+# The deadline against a server that accepts and never answers.
+# --------------------------------------------------------------------------
+
+#: (timeout in seconds, calls per path). The 500 ms deadline gets fewer calls:
+#: 200 would take 200 s by itself.
+DEADLINE_RUNS = ((0.01, 200), (0.05, 200), (0.5, 20))
+DEADLINE_RUNS_QUICK = ((0.01, 50), (0.05, 50), (0.5, 6))
+#: What a call may take beyond its timeout (target, checked in run.py).
+DEADLINE_SLACK_MS = 20.0
+
+
+class Stalling:
+    """Accepts connections on a free loopback port, reads, never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(conn)
+            # Never read: what the client sends sits in the socket buffer.
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+        with self.lock:
+            for conn in self.conns:
+                conn.close()
+
+
+def _spread(seconds: list[float]) -> dict[str, Any]:
+    ordered = sorted(seconds)
+    n = len(ordered)
+    return {
+        "calls": n,
+        "p50_ms": round(ordered[n // 2] * 1000, 3),
+        "p99_ms": round(ordered[min(n - 1, int(n * 0.99))] * 1000, 3),
+        "max_ms": round(ordered[-1] * 1000, 3),
+    }
+
+
+def deadline_distribution(quick: bool) -> dict[str, Any]:
+    """How long calls take to give up on a server that never answers."""
+    mod = importlib.import_module(OURS)
+    server = Stalling()
+    url = f"redis://127.0.0.1:{server.port}/0"
+    runs = []
+    started = time.monotonic()
+    problems = []
+
+    def limiter(timeout: float) -> Any:
+        return mod.RateLimiter(
+            10, 60, storage=url, timeout=timeout, on_error="allow", key_prefix="d"
+        )
+
+    async def awaited(timeout: float, calls: int) -> list[float]:
+        took = []
+        for _ in range(calls):
+            lim = limiter(timeout)
+            t = time.perf_counter()
+            ok = await lim.aallow("k")
+            took.append(time.perf_counter() - t)
+            if ok is not True or lim.stats()["storage_errors"] != 1:
+                problems.append(f"deadline {timeout}: an awaited call did not fail")
+        return took
+
+    try:
+        for timeout, calls in DEADLINE_RUNS_QUICK if quick else DEADLINE_RUNS:
+            print(f"deadline {timeout * 1000:g} ms x {calls} ...", file=sys.stderr)
+            sync = []
+            for _ in range(calls):
+                lim = limiter(timeout)
+                t = time.perf_counter()
+                ok = lim.allow("k")
+                sync.append(time.perf_counter() - t)
+                if ok is not True or lim.stats()["storage_errors"] != 1:
+                    problems.append(f"deadline {timeout}: a sync call did not fail")
+            runs.append(
+                {
+                    "timeout_ms": timeout * 1000,
+                    "sync": _spread(sync),
+                    "async": _spread(asyncio.run(awaited(timeout, calls))),
+                }
+            )
+    finally:
+        server.close()
+    return {
+        "runs": runs,
+        "seconds": round(time.monotonic() - started, 1),
+        "problems": problems,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--impl", default=",".join(ROWS), help="comma list")
@@ -652,6 +773,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hits", type=int, help=f"timed hits per run (x {KEYS})")
     ap.add_argument("--redis-url", help="use this server (default: a throwaway one)")
     ap.add_argument("--json", type=Path, help="write JSON here instead of stdout")
+    ap.add_argument(
+        "--no-deadline", action="store_true", help="skip the deadline distribution"
+    )
     args = ap.parse_args(argv)
 
     params = QUICK if args.quick else RedisParams()
@@ -716,6 +840,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
 
+    if not args.no_deadline and importlib.util.find_spec(OURS) is not None:
+        out["deadline"] = deadline_distribution(args.quick)
+        problems.extend(out["deadline"]["problems"])
     meta["loadavg"]["end"] = _loadavg()
     core.emit_json(out, args.json)
     return 0

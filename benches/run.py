@@ -29,7 +29,9 @@ extension vs slowapi / Flask-Limiter); writes
 stops; skipped with a note if there is neither): raw redis-py PING and
 EVALSHA round trips, our Redis store per algorithm, ``await aallow()`` one at
 a time vs 100 concurrent, and the peers' Redis stores (limits, throttled-py,
-pyrate-limiter); writes ``benches/results/latest-redis.json``.
+pyrate-limiter); then how long a call takes to give up on a server that
+accepts and never answers (p50/p99/max, timeouts of 10, 50 and 500 ms, sync
+and awaitable; about a minute); writes ``benches/results/latest-redis.json``.
 
 ``--suite all`` runs the five, one after the other.
 
@@ -900,6 +902,35 @@ def redis_async_table(data: dict[str, Any]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def redis_deadline_table(data: dict[str, Any]) -> str:
+    runs = (data.get("deadline") or {}).get("runs") or []
+    lines = [
+        "| timeout | path | calls | p50 ms | p99 ms | max ms | max - timeout |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        for path, what in (("sync", "allow()"), ("async", "await aallow()")):
+            d = run[path]
+            lines.append(
+                f"| {run['timeout_ms']:g} ms | {what} | {d['calls']} | "
+                f"{d['p50_ms']:.1f} | {d['p99_ms']:.1f} | {d['max_ms']:.1f} | "
+                f"{d['max_ms'] - run['timeout_ms']:+.1f} ms |"
+            )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _deadline_overrun(
+    timeout_ms: float, path: str
+) -> Callable[[dict[str, Any]], float | None]:
+    def measure(data: dict[str, Any]) -> float | None:
+        for run in (data.get("deadline") or {}).get("runs") or []:
+            if run["timeout_ms"] == timeout_ms:
+                return float(run[path]["max_ms"] - timeout_ms)
+        return None
+
+    return measure
+
+
 def redis_targets() -> list[Target]:
     targets = [
         Target(
@@ -931,6 +962,19 @@ def redis_targets() -> list[Target]:
             rb.GATHER_FACTOR,
         )
     )
+    for timeout, _ in rb.DEADLINE_RUNS:
+        for path, what in (("sync", "allow()"), ("async", "await aallow()")):
+            targets.append(
+                Target(
+                    f"{what} on a server that never answers, timeout "
+                    f"{timeout * 1000:g} ms: the slowest call ends within "
+                    f"{rb.DEADLINE_SLACK_MS:g} ms of it",
+                    _deadline_overrun(timeout * 1000, path),
+                    "<=",
+                    rb.DEADLINE_SLACK_MS,
+                    " ms",
+                )
+            )
     return targets
 
 
@@ -991,6 +1035,18 @@ def redis_report(data: dict[str, Any]) -> str:
     sections = [
         ("Sync, per hit", redis_sync_table(data)),
         ("Async (ours, fixed window), per hit", redis_async_table(data)),
+        (
+            "Deadline: a server that accepts and never answers (a fresh "
+            "limiter per call, so the breaker never answers instead; fewer "
+            "calls at 500 ms to keep the section near a minute"
+            + (
+                f", {data['deadline']['seconds']:g} s here"
+                if data.get("deadline")
+                else ""
+            )
+            + ")",
+            redis_deadline_table(data),
+        ),
     ]
     for title, table in sections:
         if table:
@@ -1128,6 +1184,7 @@ def run_redis(args: Any, only: list[str] | None) -> dict[str, Any]:
         "suite": "redis",
         "processes": {"main": raw["meta"]},
         "scenarios": raw["scenarios"],
+        "deadline": raw.get("deadline"),
     }
     unavailable = raw["meta"]["unavailable"] is not None
     data["targets"] = [] if unavailable else [t.evaluate(data) for t in redis_targets()]

@@ -5,20 +5,22 @@
 //! EVALSHA (the script is loaded again on NOSCRIPT), computing on the
 //! server's `TIME` in integer microseconds with the same arithmetic as the
 //! memory store. A refused hit writes nothing; every write sets a TTL of at
-//! most twice the window. Sync decisions talk to Redis from the calling
-//! thread over pooled blocking connections; awaitables share one multiplexed
-//! connection that reconnects by itself, and batch (see `batch`). Every
-//! operation has a deadline enforced here, and failures go through a circuit
-//! breaker and an explicit policy (`OnError`).
+//! most twice the window. Sync decisions on a single server talk to Redis
+//! from the calling thread over pooled connections of our own deadline-driven
+//! client (see `resp`); awaitables (and sync calls on a cluster or over TLS)
+//! share one multiplexed connection that reconnects by itself, and batch (see
+//! `batch`). Every operation has one deadline, enforced here, and failures go
+//! through a circuit breaker and an explicit policy (`OnError`).
 
 mod batch;
 mod breaker;
 mod keys;
+mod resp;
 mod url;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
@@ -40,14 +42,18 @@ use crate::runtime;
 const PRELUDE: &str = include_str!("prelude.lua");
 const DECIDE: &str = include_str!("decide.lua");
 
-fn script_for(kind: AlgorithmKind) -> redis::Script {
+/// The script deciding `kind`, for redis-rs and for the sync client.
+fn script_for(kind: AlgorithmKind) -> (redis::Script, resp::Script) {
     let body = match kind {
         AlgorithmKind::Fixed => include_str!("fixed.lua"),
         AlgorithmKind::Sliding => include_str!("sliding.lua"),
         AlgorithmKind::SlidingLog => include_str!("sliding_log.lua"),
         AlgorithmKind::TokenBucket | AlgorithmKind::Gcra => include_str!("gcra.lua"),
     };
-    redis::Script::new(&format!("{PRELUDE}\n{body}\n{DECIDE}"))
+    let code = format!("{PRELUDE}\n{body}\n{DECIDE}");
+    let script = redis::Script::new(&code);
+    let sync = resp::Script::new(script.get_hash(), code);
+    (script, sync)
 }
 
 /// Every number a script handles stays below this (Lua numbers are doubles).
@@ -168,6 +174,13 @@ pub struct RedisStore {
     client: Client,
     config: RedisConfig,
     script: redis::Script,
+    /// The same script, for the sync client.
+    sync_script: resp::Script,
+    /// The server sync calls talk to with the sync client; `None` on a
+    /// cluster or over TLS (their sync calls go through the runtime).
+    endpoint: Option<resp::Endpoint>,
+    /// The server as error messages name it.
+    peer: String,
     rules: Vec<Rule>,
     layout: KeyLayout,
     /// Whether each rule keeps a second key (a sliding log's sum).
@@ -197,6 +210,17 @@ impl RedisStore {
                 "must be at most 64 bytes and contain no '{' or '}'",
             ));
         }
+        let (endpoint, peer) = match &client {
+            Client::Single(c) => {
+                let endpoint = resp::Endpoint::of(c);
+                let peer = match &endpoint {
+                    Some(e) => e.name.clone(),
+                    None => peer_name(c.get_connection_info().addr()),
+                };
+                (endpoint, peer)
+            }
+            Client::Cluster(_) => (None, "the cluster".to_owned()),
+        };
         let mut rules = Vec::new();
         for quota in &spec.quotas {
             let window_us = quota.window() / 1000;
@@ -221,9 +245,13 @@ impl RedisStore {
                 burst,
             });
         }
+        let (script, sync_script) = script_for(spec.kind);
         Ok(Self {
             client,
-            script: script_for(spec.kind),
+            script,
+            sync_script,
+            endpoint,
+            peer,
             rules,
             layout: KeyLayout::new(&config.key_prefix, spec),
             sums: spec.kind == AlgorithmKind::SlidingLog,
@@ -280,7 +308,7 @@ impl RedisStore {
                 Conn::Single(
                     ConnectionManager::new_with_config((**client).clone(), config)
                         .await
-                        .map_err(|e| StoreError(e.to_string()))?,
+                        .map_err(|e| self.redis_err(e))?,
                 )
             }
             Client::Cluster(client) => Conn::Cluster(
@@ -400,11 +428,47 @@ impl RedisStore {
         Ok(decision)
     }
 
+    /// The one message of an operation that ran out of time, on the sync
+    /// and awaitable paths alike.
     fn timed_out(&self) -> StoreError {
+        let timeout = self.config.timeout;
+        let ms = timeout.as_secs_f64() * 1000.0;
         StoreError(format!(
-            "no answer within {} ms",
-            self.config.timeout.as_millis()
+            "operation timed out after {} ms (timeout={})",
+            (ms * 1000.0).round() / 1000.0,
+            timeout.as_secs_f64()
         ))
+    }
+
+    /// A redis-rs error as one line, worded as the sync client words it: a
+    /// timeout as `timed_out`, a reply that did not parse says the peer is
+    /// not Redis, a dropped connection says so.
+    fn redis_err(&self, e: redis::RedisError) -> StoreError {
+        if e.is_timeout() {
+            self.timed_out()
+        } else if e.kind() == redis::ErrorKind::Parse {
+            not_resp(&self.peer)
+        } else if e.is_connection_dropped() {
+            StoreError(format!("the server at {} closed the connection", self.peer))
+        } else {
+            one_line(e.to_string())
+        }
+    }
+
+    /// A failure of the sync client as one line.
+    fn sync_err(&self, failure: resp::Failure) -> StoreError {
+        let peer = &self.peer;
+        match failure {
+            resp::Failure::TimedOut => self.timed_out(),
+            resp::Failure::NotResp => not_resp(peer),
+            resp::Failure::Connect(e) => StoreError(format!("could not connect to {peer}: {e}")),
+            resp::Failure::Closed => {
+                StoreError(format!("the server at {peer} closed the connection"))
+            }
+            resp::Failure::Io(e) => StoreError(format!("talking to the server at {peer}: {e}")),
+            resp::Failure::Server(e) => one_line(e),
+            resp::Failure::Unexpected(what) => StoreError(format!("{what} ({peer})")),
+        }
     }
 
     /// Runs batches until none waits, answering every decision in them.
@@ -463,37 +527,37 @@ impl RedisStore {
     /// One script call deciding `jobs` in order (layout in prelude.lua).
     async fn run_jobs(&self, jobs: &[&Job]) -> std::result::Result<Vec<Decision>, StoreError> {
         let mut conn = self.connection().await?;
-        let reply = self
-            .invocation(jobs)
+        let mut invocation = self.script.prepare_invoke();
+        self.script_args(jobs, &mut invocation);
+        let reply = invocation
             .invoke_async(&mut conn)
             .await
-            .map_err(store_err)?;
+            .map_err(|e| self.redis_err(e))?;
         decisions(reply, jobs.len())
     }
 
-    /// The script call deciding `jobs` in order.
-    fn invocation(&self, jobs: &[&Job]) -> redis::ScriptInvocation<'_> {
-        let mut invocation = self.script.prepare_invoke();
+    /// The keys and arguments of the script call deciding `jobs` in order,
+    /// for either client.
+    fn script_args(&self, jobs: &[&Job], to: &mut impl ScriptArgs) {
         for job in jobs {
             for key in &job.keys {
-                invocation.key(key.as_str());
+                to.key(key);
             }
         }
-        invocation.arg(self.rules.len());
+        to.int(self.rules.len() as u64);
         for rule in &self.rules {
-            invocation
-                .arg(rule.limit)
-                .arg(rule.window_us)
-                .arg(rule.burst);
+            to.int(rule.limit);
+            to.int(rule.window_us);
+            to.int(rule.burst);
         }
         for job in jobs {
-            invocation.arg(job.mode).arg(job.cost);
+            to.text(job.mode);
+            to.int(job.cost);
             match job.now_us {
-                Some(now) => invocation.arg(now),
-                None => invocation.arg(""),
+                Some(now) => to.int(now),
+                None => to.text(""),
             };
         }
-        invocation
     }
 
     /// Decides `mode` on `key` on the calling thread, blocking it: on a
@@ -508,17 +572,25 @@ impl RedisStore {
         cost: u64,
         now_us: Option<u64>,
     ) -> std::result::Result<Decision, StoreError> {
-        let Client::Single(client) = &self.client else {
+        // The deadline covers everything from here: pool, connect, login,
+        // the call and a script reload.
+        let deadline = resp::Deadline(Instant::now() + self.config.timeout);
+        let Some(endpoint) = &self.endpoint else {
+            // A cluster, or TLS: through the runtime, bounded by
+            // tokio::time::timeout.
             let (handle, _) = runtime::handle()
                 .map_err(|e| StoreError(format!("the Tokio runtime could not start: {e}")))?;
             return handle.block_on(self.guarded(self.decide(mode, key, cost, now_us)));
         };
         self.breaker_closed()?;
         let job = self.job(mode, key, cost, now_us);
-        let result = self.with_blocking(client, |conn| {
-            self.invocation(&[&job]).invoke::<Vec<u64>>(conn)
+        let mut args = resp::Args::default();
+        self.script_args(&[&job], &mut args);
+        let result = self.with_blocking(endpoint, deadline, |conn| {
+            conn.eval(&self.sync_script, &args, deadline)
         });
         let result = result
+            .and_then(|reply| reply.into_u64s().map_err(|f| self.sync_err(f)))
             .and_then(|reply| decisions(reply, 1))
             .and_then(|mut d| {
                 d.pop()
@@ -528,52 +600,33 @@ impl RedisStore {
         result
     }
 
-    /// Runs `op` on an idle blocking connection (a new one if none is
-    /// idle), within the deadline; the connection goes back to the pool
-    /// only if `op` succeeded (after a timeout its reply may still come).
+    /// Runs `op` on an idle connection of the sync client (a new one if
+    /// none is idle), by `deadline`; the connection goes back to the pool
+    /// only if `op` succeeded and left nothing unread (after a timeout its
+    /// reply may still come, and must never answer a later call).
     fn with_blocking<T>(
         &self,
-        client: &redis::Client,
-        op: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        endpoint: &resp::Endpoint,
+        deadline: resp::Deadline,
+        op: impl FnOnce(&mut resp::Conn) -> std::result::Result<T, resp::Failure>,
     ) -> std::result::Result<T, StoreError> {
-        let timeout = self.config.timeout;
         let idle = {
             let _pass = crate::fork::enter();
             let mut pool = self.blocking.lock().unwrap_or_else(|e| e.into_inner());
             pool.take()
         };
-        let (mut conn, fresh) = match idle {
-            Some(conn) => (conn, false),
-            None => {
-                let started = std::time::Instant::now();
-                let conn = client
-                    .get_connection_with_timeout(timeout)
-                    .map_err(store_err)?;
-                // What is left of this call's deadline; a pooled connection
-                // gets the whole deadline per call.
-                let left = timeout.saturating_sub(started.elapsed());
-                if left.is_zero() {
-                    return Err(self.timed_out());
-                }
-                set_timeouts(&conn, left).map_err(store_err)?;
-                (conn, true)
-            }
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => resp::Conn::connect(endpoint, deadline).map_err(|f| self.sync_err(f))?,
         };
-        let value = op(&mut conn).map_err(|e| {
-            if e.is_timeout() {
-                self.timed_out()
-            } else {
-                store_err(e)
-            }
-        })?;
-        if fresh {
-            set_timeouts(&conn, timeout).map_err(store_err)?;
+        let value = op(&mut conn).map_err(|f| self.sync_err(f))?;
+        if conn.is_clean() {
+            let _pass = crate::fork::enter();
+            self.blocking
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .put(conn);
         }
-        let _pass = crate::fork::enter();
-        self.blocking
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(conn);
         Ok(value)
     }
 
@@ -799,6 +852,69 @@ fn store_err(e: redis::RedisError) -> StoreError {
     StoreError(e.to_string())
 }
 
+/// The error of a peer whose bytes are not RESP.
+fn not_resp(peer: &str) -> StoreError {
+    StoreError(format!(
+        "the server at {peer} does not speak the Redis protocol (RESP)"
+    ))
+}
+
+/// `message` on one line (a server's text could hold line breaks).
+fn one_line(message: String) -> StoreError {
+    if !message.contains(['\r', '\n']) {
+        return StoreError(message);
+    }
+    StoreError(message.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// A server's address as messages show it.
+fn peer_name(addr: &redis::ConnectionAddr) -> String {
+    match addr {
+        redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } => {
+            if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        }
+        redis::ConnectionAddr::Unix(path) => format!("unix:{}", path.display()),
+        _ => "the server".to_owned(),
+    }
+}
+
+/// Where the keys and arguments of a script call go: redis-rs's invocation
+/// (awaitables) or the sync client's request.
+trait ScriptArgs {
+    fn key(&mut self, key: &str);
+    fn int(&mut self, n: u64);
+    fn text(&mut self, text: &str);
+}
+
+impl ScriptArgs for redis::ScriptInvocation<'_> {
+    fn key(&mut self, key: &str) {
+        redis::ScriptInvocation::key(self, key);
+    }
+    fn int(&mut self, n: u64) {
+        self.arg(n);
+    }
+    fn text(&mut self, text: &str) {
+        self.arg(text);
+    }
+}
+
+impl ScriptArgs for resp::Args {
+    fn key(&mut self, key: &str) {
+        resp::Args::key(self, key.as_bytes());
+    }
+    fn int(&mut self, n: u64) {
+        resp::Args::int(self, n);
+    }
+    fn text(&mut self, text: &str) {
+        self.arg(text.as_bytes());
+    }
+}
+
 /// The five numbers per decision a script answers, as decisions.
 fn decisions(reply: Vec<u64>, jobs: usize) -> std::result::Result<Vec<Decision>, StoreError> {
     if reply.len() != 5 * jobs {
@@ -824,20 +940,19 @@ fn decisions(reply: Vec<u64>, jobs: usize) -> std::result::Result<Vec<Decision>,
 #[derive(Default)]
 struct BlockingPool {
     forks: u64,
-    idle: Vec<redis::Connection>,
+    idle: Vec<resp::Conn>,
 }
 
 /// Idle blocking connections kept at most; more are closed when returned.
 const MAX_IDLE: usize = 64;
 
 impl BlockingPool {
-    fn take(&mut self) -> Option<redis::Connection> {
+    fn take(&mut self) -> Option<resp::Conn> {
         let forks = crate::fork::generation();
         if self.forks != forks {
-            // Inherited across fork: the sockets (and any TLS session) are
-            // the parent's too. Closing our copy is harmless for plain
-            // sockets but a TLS close could reach the parent's peer, so the
-            // copies are left alone.
+            // Inherited across fork: the sockets are the parent's too, and
+            // a reply to the parent's call could be read here. The copies
+            // are left alone (never used, never closed).
             for conn in self.idle.drain(..) {
                 std::mem::forget(conn);
             }
@@ -846,18 +961,13 @@ impl BlockingPool {
         self.idle.pop()
     }
 
-    fn put(&mut self, conn: redis::Connection) {
+    fn put(&mut self, conn: resp::Conn) {
         if self.forks != crate::fork::generation() {
             std::mem::forget(conn); // made before a fork (see `take`)
         } else if self.idle.len() < MAX_IDLE {
             self.idle.push(conn);
         }
     }
-}
-
-fn set_timeouts(conn: &redis::Connection, timeout: Duration) -> redis::RedisResult<()> {
-    conn.set_read_timeout(Some(timeout))?;
-    conn.set_write_timeout(Some(timeout))
 }
 
 /// Runs `cmd` on the connection, on one cluster node if `node` is given.
