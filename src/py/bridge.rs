@@ -25,8 +25,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
 use pyo3::prelude::*;
@@ -35,6 +36,10 @@ use pyo3::types::PyWeakrefReference;
 use pyo3::{intern, IntoPyObjectExt};
 use pyo3_async_runtimes::generic::{self, ContextExt, Runtime};
 use pyo3_async_runtimes::TaskLocals;
+
+use super::decision::PyDecision;
+use super::options::storage_error;
+use crate::store::redis::{Link, RedisStore, Step};
 
 tokio::task_local! {
     static TASK_LOCALS: OnceCell<TaskLocals>;
@@ -345,7 +350,8 @@ fn close_wakers_of_closed_loops(registry: &Bound<'_, PyAny>) -> PyResult<()> {
             .call_method0(intern!(py, "is_closed"))?
             .is_truthy()?
         {
-            drop(drain.get().waker.close());
+            let (done, unanswered) = drain.get().waker.close();
+            drop((done, unanswered)); // released here, with the GIL held
             registry.del_item(&event_loop)?;
         }
     }
@@ -360,11 +366,14 @@ struct Done {
     result: Outcome,
 }
 
-/// One event loop's queue of finished results and its wake-up pipe.
+/// One event loop's queue of finished results and its wake-up pipe, and
+/// its links to Redis stores.
 struct LoopWaker {
     /// The read end's number, as registered with `add_reader`.
     read_fd: i32,
     state: parking_lot::Mutex<WakerState>,
+    /// One slot per Redis store this loop awaited on (see `link_decide`).
+    links: parking_lot::Mutex<Vec<LinkEntry>>,
 }
 
 struct WakerState {
@@ -402,6 +411,7 @@ impl LoopWaker {
                 pending: Vec::new(),
                 pipe: Some((read, write)),
             }),
+            links: parking_lot::Mutex::new(Vec::new()),
         })
     }
 
@@ -454,10 +464,18 @@ impl LoopWaker {
     /// For a loop that closed: closes the pipe and hands back the results
     /// nobody will collect (to be dropped with the GIL held). Later pushes
     /// are dropped.
-    fn close(&self) -> Vec<Done> {
+    fn close(&self) -> (Vec<Done>, Vec<Py<PyAny>>) {
+        let mut unanswered = Vec::new();
+        let entries = std::mem::take(&mut *self.links.lock());
+        for entry in entries {
+            let slot = std::mem::replace(&mut *entry.slot.lock(), Slot::Closed);
+            if let Slot::Live(ctx) = slot {
+                unanswered.extend(ctx.link.close());
+            }
+        }
         let mut state = self.state.lock();
         state.pipe = None;
-        std::mem::take(&mut state.pending)
+        (std::mem::take(&mut state.pending), unanswered)
     }
 }
 
@@ -540,4 +558,327 @@ pub fn _roundtrip<'py>(
         }
         Ok(value)
     })
+}
+
+// -- Redis links: awaited decisions on the loop's own connection ------------
+
+type PyLink = Link<Py<PyAny>>;
+
+/// A loop's link to one store, as it comes to be.
+enum Slot {
+    /// Being opened on a runtime thread (this loop's awaits take the
+    /// runtime path meanwhile).
+    Connecting,
+    /// Opened, not yet watched by the loop.
+    Opened(PyLink),
+    /// Watched by the loop and in use.
+    Live(Arc<LinkCtx>),
+    /// Opening failed or the link closed: try again from then on.
+    RetryAt(Instant),
+    /// The loop closed.
+    Closed,
+}
+
+struct LinkEntry {
+    store: Weak<RedisStore>,
+    slot: Arc<parking_lot::Mutex<Slot>>,
+}
+
+/// What the loop's callbacks for one link need.
+struct LinkCtx {
+    store: Weak<RedisStore>,
+    link: PyLink,
+    /// Weak: the slot owns the context (a strong one would be a cycle that
+    /// outlives the loop, socket and all).
+    slot: Weak<parking_lot::Mutex<Slot>>,
+    /// A weak reference to the loop.
+    event_loop: Py<PyAny>,
+    writer: AtomicBool,
+}
+
+/// How long a failed link waits before it is tried again.
+const LINK_RETRY: Duration = Duration::from_millis(500);
+
+/// Decides a hit on `store` over the running loop's own link to it: the
+/// future it resolves, or None when there is no link yet (one is then
+/// opened off the loop for the next awaits) and the caller takes the
+/// runtime path.
+pub fn link_decide<'py>(
+    py: Python<'py>,
+    store: &Arc<RedisStore>,
+    key: &[u8],
+    cost: u64,
+    now_us: Option<u64>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let event_loop = GET_RUNNING_LOOP
+        .import(py, "asyncio", "get_running_loop")?
+        .call0()?;
+    let Some(waker) = waker_for(&event_loop)? else {
+        return Ok(None);
+    };
+    let Some(ctx) = live_link(&waker, &event_loop, store)? else {
+        return Ok(None);
+    };
+    let future = event_loop.call_method0(intern!(py, "create_future"))?;
+    let pending = store.link_pending(key, cost, now_us, future.clone().unbind());
+    let step = store.link_submit(&ctx.link, pending);
+    apply(py, &ctx, store, step);
+    Ok(Some(future))
+}
+
+/// The loop's live link to `store`, watching it first if it was just
+/// opened; None if there is none yet (and then one is being opened).
+fn live_link(
+    waker: &LoopWaker,
+    event_loop: &Bound<'_, PyAny>,
+    store: &Arc<RedisStore>,
+) -> PyResult<Option<Arc<LinkCtx>>> {
+    let py = event_loop.py();
+    let mut gone = Vec::new();
+    let slot = {
+        let mut links = waker.links.lock();
+        // Links of stores dropped since: close them (below, unlocked).
+        links.retain(|entry| {
+            let alive = entry.store.strong_count() > 0;
+            if !alive {
+                gone.push(entry.slot.clone());
+            }
+            alive
+        });
+        match links
+            .iter()
+            .find(|e| std::ptr::eq(e.store.as_ptr(), Arc::as_ptr(store)))
+        {
+            Some(entry) => entry.slot.clone(),
+            None => {
+                let slot = Arc::new(parking_lot::Mutex::new(Slot::RetryAt(Instant::now())));
+                links.push(LinkEntry {
+                    store: Arc::downgrade(store),
+                    slot: slot.clone(),
+                });
+                slot
+            }
+        }
+    };
+    for slot in gone {
+        let old = std::mem::replace(&mut *slot.lock(), Slot::Closed);
+        if let Slot::Live(ctx) = old {
+            unwatch(event_loop, &ctx);
+            drop(ctx.link.close());
+        }
+    }
+    let opened = {
+        let mut guard = slot.lock();
+        match &*guard {
+            Slot::Live(ctx) => return Ok(Some(ctx.clone())),
+            Slot::Connecting | Slot::Closed => return Ok(None),
+            Slot::RetryAt(at) if Instant::now() < *at => return Ok(None),
+            Slot::RetryAt(_) => {
+                *guard = Slot::Connecting;
+                None
+            }
+            Slot::Opened(_) => match std::mem::replace(&mut *guard, Slot::Connecting) {
+                Slot::Opened(link) => Some(link),
+                _ => unreachable!(),
+            },
+        }
+    };
+    let Some(link) = opened else {
+        open_link(store, slot);
+        return Ok(None);
+    };
+    let ctx = Arc::new(LinkCtx {
+        store: Arc::downgrade(store),
+        link,
+        slot: Arc::downgrade(&slot),
+        event_loop: PyWeakrefReference::new(event_loop)?.into_any().unbind(),
+        writer: AtomicBool::new(false),
+    });
+    let reader = Bound::new(
+        py,
+        LinkCallback {
+            ctx: ctx.clone(),
+            kind: Watch::Read,
+        },
+    )?;
+    if let Err(err) = event_loop.call_method1(intern!(py, "add_reader"), (ctx.link.fd(), reader)) {
+        *slot.lock() = Slot::RetryAt(Instant::now() + LINK_RETRY);
+        drop(ctx.link.close());
+        return Err(err);
+    }
+    *slot.lock() = Slot::Live(ctx.clone());
+    Ok(Some(ctx))
+}
+
+/// Opens a link to `store` on a runtime thread (it blocks, up to the
+/// store's deadline) and leaves it in `slot` for the loop to watch.
+fn open_link(store: &Arc<RedisStore>, slot: Arc<parking_lot::Mutex<Slot>>) {
+    let Ok((handle, _)) = crate::runtime::handle() else {
+        *slot.lock() = Slot::RetryAt(Instant::now() + LINK_RETRY);
+        return;
+    };
+    let store = Arc::clone(store);
+    handle.spawn_blocking(move || {
+        let opened = store.open_link::<Py<PyAny>>();
+        let mut slot = slot.lock();
+        if matches!(*slot, Slot::Connecting) {
+            *slot = match opened {
+                Ok(link) => Slot::Opened(link),
+                Err(_) => Slot::RetryAt(Instant::now() + LINK_RETRY),
+            };
+        }
+    });
+}
+
+/// Stops the loop watching a link's socket.
+fn unwatch(event_loop: &Bound<'_, PyAny>, ctx: &LinkCtx) {
+    let py = event_loop.py();
+    let fd = ctx.link.fd();
+    let _ = event_loop.call_method1(intern!(py, "remove_reader"), (fd,));
+    if ctx.writer.swap(false, Ordering::Relaxed) {
+        let _ = event_loop.call_method1(intern!(py, "remove_writer"), (fd,));
+    }
+}
+
+/// Carries out what a link step asks of the loop, and resolves the futures
+/// it answered.
+fn apply(py: Python<'_>, ctx: &Arc<LinkCtx>, store: &RedisStore, step: Step<Py<PyAny>>) {
+    let event_loop = ctx
+        .event_loop
+        .bind(py)
+        .cast::<PyWeakrefReference>()
+        .ok()
+        .and_then(|weak| weak.upgrade());
+    if let Some(event_loop) = &event_loop {
+        let fd = ctx.link.fd();
+        let watched = if step.closed {
+            unwatch(event_loop, ctx);
+            if let Some(slot) = ctx.slot.upgrade() {
+                let mut slot = slot.lock();
+                if matches!(&*slot, Slot::Live(live) if Arc::ptr_eq(live, ctx)) {
+                    *slot = Slot::RetryAt(Instant::now());
+                }
+            }
+            Ok(())
+        } else if step.want_write && !ctx.writer.swap(true, Ordering::Relaxed) {
+            let writer = LinkCallback {
+                ctx: ctx.clone(),
+                kind: Watch::Write,
+            };
+            event_loop
+                .call_method1(intern!(py, "add_writer"), (fd, writer))
+                .map(drop)
+        } else if !step.want_write && ctx.writer.swap(false, Ordering::Relaxed) {
+            event_loop
+                .call_method1(intern!(py, "remove_writer"), (fd,))
+                .map(drop)
+        } else {
+            Ok(())
+        };
+        let timer = match step.arm_timer {
+            Some(delay) if !step.closed => {
+                let timer = LinkCallback {
+                    ctx: ctx.clone(),
+                    kind: Watch::Timer,
+                };
+                event_loop
+                    .call_method1(intern!(py, "call_later"), (delay.as_secs_f64(), timer))
+                    .map(drop)
+            }
+            _ => Ok(()),
+        };
+        for err in [watched, timer].into_iter().filter_map(Result::err) {
+            err.write_unraisable(py, None);
+        }
+    }
+    for (future, result) in step.answered {
+        let future = future.bind(py);
+        let set = match result {
+            Ok(decision) => Bound::new(py, PyDecision::new(decision))
+                .and_then(|d| future.call_method1(intern!(py, "set_result"), (d,))),
+            Err(err) => future.call_method1(
+                intern!(py, "set_exception"),
+                (storage_error(err).into_value(py),),
+            ),
+        };
+        if let Err(err) = set {
+            let cancelled = future
+                .call_method0(intern!(py, "cancelled"))
+                .and_then(|c| c.is_truthy())
+                .unwrap_or(false);
+            if !cancelled {
+                err.write_unraisable(py, Some(future));
+            }
+        }
+    }
+    let _ = store;
+    super::options::deliver_notices(py);
+}
+
+#[derive(Clone, Copy)]
+enum Watch {
+    Read,
+    Write,
+    Timer,
+}
+
+/// The loop's callback for a link: its socket is readable or writable, or
+/// a deadline may have passed.
+#[pyclass(frozen)]
+struct LinkCallback {
+    ctx: Arc<LinkCtx>,
+    kind: Watch,
+}
+
+#[pymethods]
+impl LinkCallback {
+    fn __call__(&self, py: Python<'_>) {
+        let ctx = &self.ctx;
+        let Some(store) = ctx.store.upgrade() else {
+            // The limiter is gone: stop watching; the link closes with ctx.
+            if let Some(event_loop) = ctx
+                .event_loop
+                .bind(py)
+                .cast::<PyWeakrefReference>()
+                .ok()
+                .and_then(|w| w.upgrade())
+            {
+                unwatch(&event_loop, ctx);
+            }
+            drop(ctx.link.close());
+            return;
+        };
+        let step = match self.kind {
+            Watch::Read => store.link_readable(&ctx.link),
+            Watch::Write => store.link_writable(&ctx.link),
+            Watch::Timer => store.link_expire(&ctx.link),
+        };
+        apply(py, ctx, &store, step);
+    }
+}
+
+/// The running loop's link to `store`, by state name: `"none"`,
+/// `"opening"`, `"opened"`, `"live"`, `"retry"` or `"closed"`. For tests.
+pub fn link_status(py: Python<'_>, store: &Arc<RedisStore>) -> PyResult<&'static str> {
+    let event_loop = GET_RUNNING_LOOP
+        .import(py, "asyncio", "get_running_loop")?
+        .call0()?;
+    let Some(waker) = waker_for(&event_loop)? else {
+        return Ok("none");
+    };
+    let links = waker.links.lock();
+    let Some(entry) = links
+        .iter()
+        .find(|e| std::ptr::eq(e.store.as_ptr(), Arc::as_ptr(store)))
+    else {
+        return Ok("none");
+    };
+    let status = match &*entry.slot.lock() {
+        Slot::Connecting => "opening",
+        Slot::Opened(_) => "opened",
+        Slot::Live(_) => "live",
+        Slot::RetryAt(_) => "retry",
+        Slot::Closed => "closed",
+    };
+    Ok(status)
 }

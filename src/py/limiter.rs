@@ -396,13 +396,28 @@ impl PyRateLimiter {
         let remote = self.remote()?.clone();
         let bytes = key_bytes(key)?.into_owned();
         let now = self.remote_now();
-        // No task per await: the decision joins the store's batch queue and
-        // its batch resolves the future.
+        // On a single server, over the running loop's own connection: no
+        // thread hop either way (see store::redis::link).
+        if remote.can_link() {
+            if let Some(future) = bridge::link_decide(key.py(), &remote, &bytes, cost, now)? {
+                return Ok(future);
+            }
+        }
+        // Otherwise (a cluster, TLS, the loop's link still opening, the
+        // breaker open) no task per await: the decision joins the store's
+        // batch queue and its batch resolves the future.
         let (future, complete) = bridge::completion::<PyDecision>(key.py())?;
         remote.hit_then(&bytes, cost, now, move |result| {
             complete(result.map(PyDecision::new).map_err(storage_error));
         });
         Ok(future)
+    }
+
+    /// The state of the running event loop's own connection to the Redis
+    /// store (see `store::redis::link`), for tests: `"none"`, `"opening"`,
+    /// `"opened"`, `"live"`, `"retry"` or `"closed"`.
+    fn _link_status(&self, py: Python<'_>) -> PyResult<&'static str> {
+        bridge::link_status(py, self.remote()?)
     }
 
     /// Awaitable peek on the Redis store.

@@ -15,6 +15,7 @@
 mod batch;
 mod breaker;
 mod keys;
+mod link;
 mod resp;
 mod url;
 
@@ -32,6 +33,7 @@ use batch::{Answer, Job, Pending, Queue, Reply};
 use breaker::Breaker;
 pub use breaker::BreakerState;
 pub use keys::KeyLayout;
+pub use link::{Link, LinkPending, Step};
 pub use url::redact;
 
 use crate::algorithm::Decision;

@@ -455,6 +455,75 @@ impl Conn {
         }
     }
 
+    /// The socket, for an event loop to watch.
+    pub(super) fn fd(&self) -> RawFd {
+        self.stream.fd()
+    }
+
+    /// Queues an EVALSHA of `script` with `args` (with `reload`, a SCRIPT
+    /// LOAD first: two replies) for `write_some`.
+    pub(super) fn queue_eval(&mut self, script: &Script, args: &Args, reload: bool) {
+        if reload {
+            command(
+                &mut self.output,
+                &[b"SCRIPT", b"LOAD", script.body.as_bytes()],
+            );
+        }
+        self.evalsha(script, args);
+    }
+
+    /// Writes what it can of the queued output without waiting; whether all
+    /// of it went.
+    pub(super) fn write_some(&mut self) -> Result<bool, Failure> {
+        let mut sent = 0;
+        let result = loop {
+            if sent == self.output.len() {
+                break Ok(true);
+            }
+            match self.stream.write(&self.output[sent..]) {
+                Ok(0) => break Err(Failure::Closed),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if closed(&e) => break Err(Failure::Closed),
+                Err(e) => break Err(Failure::Io(e)),
+            }
+        };
+        self.output.drain(..sent);
+        result
+    }
+
+    /// Reads what has arrived, without waiting.
+    pub(super) fn read_some(&mut self) -> Result<(), Failure> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(Failure::Closed),
+                Ok(n) => {
+                    self.input.extend_from_slice(&chunk[..n]);
+                    if n < chunk.len() {
+                        return Ok(()); // drained: spare the EAGAIN read
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if closed(&e) => return Err(Failure::Closed),
+                Err(e) => return Err(Failure::Io(e)),
+            }
+        }
+    }
+
+    /// The next whole reply read so far, if any.
+    pub(super) fn next_reply(&mut self) -> Result<Option<Value>, Failure> {
+        match parse(&self.input)? {
+            Some((value, used)) => {
+                self.input.drain(..used);
+                Ok(Some(value))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Whether nothing is left unread: only such a connection may serve
     /// another call.
     pub(super) fn is_clean(&self) -> bool {
