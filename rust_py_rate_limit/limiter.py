@@ -172,7 +172,8 @@ class RateLimiter(RateLimiterCore):
 
         Args:
             key: The key to spend on.
-            cost: Units to spend.
+            cost: Units to spend: an int from 1 to the capacity (None is a
+                TypeError).
             timeout: Seconds to wait at most; None waits as long as needed.
 
         Returns:

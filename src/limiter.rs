@@ -92,12 +92,9 @@ impl Spec {
                     "cannot be combined with a compound rate (each limit's burst is its limit)",
                 ));
             }
-            if burst == 0 || burst > Quota::MAX_LIMIT {
-                return Err(Error::invalid(
-                    "burst",
-                    format!("must be between 1 and {}, got {burst}", Quota::MAX_LIMIT),
-                ));
-            }
+            // At most MAX_LIMIT, and refilled within the longest window, so
+            // every time a decision reports is exact.
+            Gcra::check_burst(&quotas[0], burst)?;
         }
         Ok(Self {
             kind,
@@ -186,9 +183,12 @@ impl<A: Algorithm> Limiter for MemoryStore<A> {
     }
 }
 
-fn store<A: Algorithm>(parts: Vec<A>, clock: AnyClock, spec: &Spec) -> Arc<dyn Limiter> {
+fn store<A: Algorithm>(parts: Vec<A>, clock: AnyClock, spec: &Spec) -> Result<Arc<dyn Limiter>> {
+    if parts.is_empty() {
+        return Err(Error::invalid("rate", "needs at least one limit"));
+    }
     let (max, on_full) = (spec.max_keys, spec.on_full);
-    if parts.len() == 1 {
+    Ok(if parts.len() == 1 {
         let single = parts.into_iter().next().expect("one part");
         Arc::new(MemoryStore::bounded(single, clock, max, on_full))
     } else {
@@ -198,27 +198,29 @@ fn store<A: Algorithm>(parts: Vec<A>, clock: AnyClock, spec: &Spec) -> Arc<dyn L
             max,
             on_full,
         ))
-    }
+    })
 }
 
-/// An in-memory limiter for `spec`, reading `clock`.
-pub fn memory_limiter(spec: &Spec, clock: AnyClock) -> Arc<dyn Limiter> {
+/// An in-memory limiter for `spec`, reading `clock`. Fails only for a spec
+/// that [`Spec::new`] would have refused.
+pub fn memory_limiter(spec: &Spec, clock: AnyClock) -> Result<Arc<dyn Limiter>> {
     let quotas = spec.quotas.iter().copied();
+    let burst = |q: Quota| spec.burst.unwrap_or(q.limit());
     match spec.kind {
         AlgorithmKind::Fixed => store(quotas.map(FixedWindow::new).collect(), clock, spec),
         AlgorithmKind::Sliding => store(quotas.map(SlidingWindow::new).collect(), clock, spec),
         AlgorithmKind::SlidingLog => store(quotas.map(SlidingLog::new).collect(), clock, spec),
         AlgorithmKind::TokenBucket => store(
             quotas
-                .map(|q| Gcra::token_bucket(q, spec.burst.unwrap_or(q.limit())))
-                .collect(),
+                .map(|q| Gcra::token_bucket(q, burst(q)))
+                .collect::<Result<_>>()?,
             clock,
             spec,
         ),
         AlgorithmKind::Gcra => store(
             quotas
-                .map(|q| Gcra::new(q, spec.burst.unwrap_or(q.limit())))
-                .collect(),
+                .map(|q| Gcra::new(q, burst(q)))
+                .collect::<Result<_>>()?,
             clock,
             spec,
         ),

@@ -25,6 +25,18 @@ pub struct SlidingLogState {
     total: u64,
 }
 
+impl SlidingLogState {
+    /// Entries held (hits at distinct times, expired ones not yet dropped).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the log holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 impl SlidingLog {
     /// A sliding log over `quota`.
     pub fn new(quota: Quota) -> Self {

@@ -13,28 +13,41 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".to_owned())
 }
 
-/// A positive integer argument. `bool` is refused even though it is an
-/// `int` subclass: `RateLimiter(True, 60)` is a bug, not a limit of 1.
-pub fn positive_int(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
+/// A positive integer argument of at most `max`. `bool` is refused even
+/// though it is an `int` subclass: `RateLimiter(True, 60)` is a bug, not a
+/// limit of 1. A value out of range gets a `ValueError` quoting the bound.
+pub fn positive_int(obj: &Bound<'_, PyAny>, name: &str, max: u64) -> PyResult<u64> {
+    match int_value(obj, name)? {
+        Some(v) if v <= max => Ok(v),
+        Some(v) => Err(PyValueError::new_err(format!(
+            "{name} must be at most {max}, got {v}"
+        ))),
+        None => Err(PyValueError::new_err(format!(
+            "{name} must be at most {max}, got a larger number"
+        ))),
+    }
+}
+
+/// A positive integer argument: Some(value), or None when it is beyond
+/// `u64` (the caller says which bound applies).
+pub fn int_value(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Option<u64>> {
     if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
         return Err(PyTypeError::new_err(format!(
             "{name} must be an int, not {}",
             type_name(obj)
         )));
     }
-    match obj.extract::<i64>() {
-        Ok(v) if v > 0 => Ok(v as u64),
-        Ok(v) => Err(PyValueError::new_err(format!(
-            "{name} must be a positive integer, got {v}"
+    match obj.extract::<u64>() {
+        Ok(0) => Err(PyValueError::new_err(format!(
+            "{name} must be a positive integer, got 0"
         ))),
-        // Beyond i64: say which side without formatting a huge number.
-        Err(_) if obj.lt(0)? => Err(PyValueError::new_err(format!(
-            "{name} must be a positive integer, got a negative number"
-        ))),
-        Err(_) => Err(PyValueError::new_err(format!(
-            "{name} is too large (at most {} is accepted)",
-            i64::MAX
-        ))),
+        Ok(v) => Ok(Some(v)),
+        Err(_) if obj.lt(0)? => Err(PyValueError::new_err(match obj.extract::<i64>() {
+            Ok(v) => format!("{name} must be a positive integer, got {v}"),
+            // Say which side without formatting a huge number.
+            Err(_) => format!("{name} must be a positive integer, got a negative number"),
+        })),
+        Err(_) => Ok(None),
     }
 }
 
@@ -90,7 +103,9 @@ pub fn seconds_to_nanos(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
 ///
 /// A `str` holding lone surrogates has no UTF-8 form; it is encoded with
 /// `surrogatepass`, whose bytes are never valid UTF-8, so it cannot collide
-/// with any other key.
+/// with any other key. Both read the string's own data through the C API:
+/// never a method a `str` subclass could override (an `encode()` that
+/// returned another key's bytes would share that key's counter).
 pub fn key_bytes<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
     let Ok(text) = key.cast::<PyString>() else {
         return Err(PyTypeError::new_err(format!(
@@ -100,9 +115,45 @@ pub fn key_bytes<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
     };
     match text.to_str() {
         Ok(s) => Ok(Cow::Borrowed(s.as_bytes())),
-        Err(_) => {
-            let encoded = text.call_method1("encode", ("utf-8", "surrogatepass"))?;
-            Ok(Cow::Owned(encoded.cast::<PyBytes>()?.as_bytes().to_vec()))
-        }
+        Err(_) => surrogate_bytes(text),
+    }
+}
+
+#[cold]
+fn surrogate_bytes<'a>(text: &Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> {
+    let py = text.py();
+    // SAFETY: `text` is a valid str for the call; the codec and error
+    // handler names are NUL-terminated; the result is a new reference (or
+    // NULL with an exception set), owned by the Bound at once.
+    let encoded = unsafe {
+        let raw = pyo3::ffi::PyUnicode_AsEncodedString(
+            text.as_ptr(),
+            c"utf-8".as_ptr(),
+            c"surrogatepass".as_ptr(),
+        );
+        Bound::from_owned_ptr_or_err(py, raw)?
+    };
+    Ok(Cow::Owned(encoded.cast::<PyBytes>()?.as_bytes().to_vec()))
+}
+
+/// The `cost` argument as the caller passed it: omitted (the fast, common
+/// case: 1), or whatever was given, `None` included, which
+/// [`PyRateLimiter`](super::limiter::PyRateLimiter) refuses.
+///
+/// `Option<&Bound>` cannot tell an explicit `None` from an omitted
+/// argument; this extracts every object as given.
+pub enum Cost<'a, 'py> {
+    /// Not passed.
+    Omitted,
+    /// Passed, as is.
+    Given(Borrowed<'a, 'py, PyAny>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Cost<'a, 'py> {
+    type Error = PyErr;
+
+    #[inline]
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Cost::Given(obj))
     }
 }

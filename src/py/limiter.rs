@@ -8,7 +8,7 @@ use pyo3::types::{PyDict, PyString};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::args::{key_bytes, positive_int, seconds_to_nanos};
+use super::args::{int_value, key_bytes, positive_int, seconds_to_nanos, Cost};
 use super::bridge::OnCancel;
 use super::decision::{check_dict, PyDecision};
 use crate::algorithm::Decision;
@@ -45,18 +45,25 @@ pub struct PyRateLimiter {
 }
 
 impl PyRateLimiter {
-    /// The cost argument: omitted means 1, the common and fastest case.
+    /// The cost argument: omitted means 1, the common and fastest case. A
+    /// cost given as `None` is a `TypeError`, like any other non-int.
     #[inline]
-    fn cost(cost: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+    fn cost(&self, cost: Cost<'_, '_>) -> PyResult<u64> {
         match cost {
-            None => Ok(1),
-            Some(obj) => positive_int(obj, "cost"),
+            Cost::Omitted => Ok(1),
+            Cost::Given(obj) => match int_value(&obj, "cost")? {
+                Some(cost) => Ok(cost),
+                None => Err(PyValueError::new_err(format!(
+                    "cost must be at most the capacity ({}), got a larger number",
+                    self.inner.capacity()
+                ))),
+            },
         }
     }
 
     #[inline]
-    fn hit(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<Decision> {
-        let cost = Self::cost(cost)?;
+    fn hit(&self, key: &Bound<'_, PyAny>, cost: Cost<'_, '_>) -> PyResult<Decision> {
+        let cost = self.cost(cost)?;
         if let Some(remote) = &self.remote {
             return self.remote_hit(key.py(), remote, key_bytes(key)?.into_owned(), cost);
         }
@@ -168,8 +175,8 @@ impl PyRateLimiter {
         );
         let quotas = match (limit, window_seconds, rate) {
             (Some(limit), Some(window), None) => vec![Quota::per_seconds(
-                positive_int(limit, "limit")?,
-                positive_int(window, "window_seconds")?,
+                positive_int(limit, "limit", Quota::MAX_LIMIT)?,
+                positive_int(window, "window_seconds", Quota::MAX_WINDOW_SECONDS)?,
             )?],
             (None, None, Some(rate)) => quotas_from_rate(rate)?,
             (_, _, Some(_)) => {
@@ -206,12 +213,12 @@ impl PyRateLimiter {
             },
         };
         let burst = none_if_absent(burst)
-            .map(|b| positive_int(b, "burst"))
+            .map(|b| positive_int(b, "burst", Quota::MAX_LIMIT))
             .transpose()?;
         let max_keys = none_if_absent(max_keys)
-            .map(|m| positive_int(m, "max_keys"))
+            .map(|m| positive_int(m, "max_keys", usize::MAX as u64))
             .transpose()?
-            .map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+            .map(|m| m as usize);
         let on_full = match none_if_absent(on_full) {
             None => OnFull::Deny,
             Some(obj) => match obj
@@ -234,7 +241,7 @@ impl PyRateLimiter {
         let spec = Spec::new(kind, quotas, burst)?.with_max_keys(max_keys, on_full)?;
         let clock = clock_from(clock)?;
         let remote = remote_from(&spec, storage, key_prefix, timeout, on_error)?;
-        let inner = memory_limiter(&spec, clock.clone());
+        let inner = memory_limiter(&spec, clock.clone())?;
         let limiter = Self {
             inner,
             spec,
@@ -251,29 +258,25 @@ impl PyRateLimiter {
     }
 
     /// Spends `cost` on `key` if the limit allows it; returns whether it did.
-    #[pyo3(signature = (key, cost = None), text_signature = "(self, key, cost=1)")]
-    fn allow(&self, key: &Bound<'_, PyAny>, cost: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    #[pyo3(signature = (key, cost = Cost::Omitted), text_signature = "(self, key, cost=1)")]
+    fn allow(&self, key: &Bound<'_, PyAny>, cost: Cost<'_, '_>) -> PyResult<bool> {
         Ok(self.hit(key, cost)?.allowed)
     }
 
     /// Like `allow`, returning the whole decision as a dict.
-    #[pyo3(signature = (key, cost = None), text_signature = "(self, key, cost=1)")]
+    #[pyo3(signature = (key, cost = Cost::Omitted), text_signature = "(self, key, cost=1)")]
     fn check<'py>(
         &self,
         key: &Bound<'py, PyAny>,
-        cost: Option<&Bound<'py, PyAny>>,
+        cost: Cost<'_, 'py>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let decision = self.hit(key, cost)?;
         check_dict(key.py(), &decision)
     }
 
     /// Like `check`, returning a `Decision` with exact times.
-    #[pyo3(signature = (key, cost = None), text_signature = "(self, key, cost=1)")]
-    fn decide(
-        &self,
-        key: &Bound<'_, PyAny>,
-        cost: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<PyDecision> {
+    #[pyo3(signature = (key, cost = Cost::Omitted), text_signature = "(self, key, cost=1)")]
+    fn decide(&self, key: &Bound<'_, PyAny>, cost: Cost<'_, '_>) -> PyResult<PyDecision> {
         Ok(PyDecision::new(self.hit(key, cost)?))
     }
 
@@ -385,13 +388,13 @@ impl PyRateLimiter {
     }
 
     /// Awaitable decision on the Redis store (a Tokio future).
-    #[pyo3(signature = (key, cost = None), text_signature = "(self, key, cost=1)")]
+    #[pyo3(signature = (key, cost = Cost::Omitted), text_signature = "(self, key, cost=1)")]
     fn _adecide<'py>(
         &self,
         key: &Bound<'py, PyAny>,
-        cost: Option<&Bound<'py, PyAny>>,
+        cost: Cost<'_, 'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let cost = Self::cost(cost)?;
+        let cost = self.cost(cost)?;
         self.inner.validate_cost(cost)?;
         let remote = self.remote()?.clone();
         let bytes = key_bytes(key)?.into_owned();

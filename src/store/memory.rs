@@ -56,8 +56,11 @@ pub struct MemoryStore<A: Algorithm> {
     map: Map<A::State>,
     max_keys: Option<usize>,
     on_full: OnFull,
-    /// Keys stored, kept by this store (exact when calls do not race an
-    /// insert against a removal of the same key; only read on the miss path).
+    /// Keys stored, for `max_keys`. Exact: every change to it is made while
+    /// holding the write lock of the shard whose table gained or lost the
+    /// entries, together with that change, so it equals the sum of the
+    /// shards' lengths whenever no shard is being written, whatever runs at
+    /// once (inserts, resets, sweeps, `clear`). Only the miss path reads it.
     len: AtomicUsize,
     evict_cursor: Mutex<SweepCursor>,
     /// No scan for expired keys before this time (after a fruitless round).
@@ -159,11 +162,32 @@ impl<A: Algorithm> MemoryStore<A> {
                 let decision = self.algorithm.acquire(&mut state, now, cost);
                 // A fresh state admits any valid cost; store only what spent.
                 if decision.allowed {
+                    // Counted under the shard lock the entry holds, so the
+                    // count and the table change together. Another new key
+                    // may have taken the last slot since the check above.
+                    if !self.take_slot() {
+                        drop(entry);
+                        return self.full(cost);
+                    }
                     entry.insert(state);
-                    self.len.fetch_add(1, Relaxed);
                 }
                 decision
             }
+        }
+    }
+
+    /// Counts one more key, unless that would exceed `max_keys`.
+    #[inline]
+    fn take_slot(&self) -> bool {
+        match self.max_keys {
+            None => {
+                self.len.fetch_add(1, Relaxed);
+                true
+            }
+            Some(max) => self
+                .len
+                .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+                .is_ok(),
         }
     }
 
@@ -222,9 +246,17 @@ impl<A: Algorithm> MemoryStore<A> {
     }
 
     /// What a hit of cost 1 on `key` would see now, spending nothing.
+    ///
+    /// Drops what no longer counts (a sliding log's expired entries) as a
+    /// hit would, so peeking a key that is never hit again scans its expired
+    /// entries once, not on every call.
     pub fn peek(&self, key: &[u8]) -> Decision {
-        match self.map.get(key) {
-            Some(state) => self.algorithm.peek(&state, self.clock.now()),
+        match self.map.get_mut(key) {
+            Some(mut state) => {
+                let now = self.clock.now();
+                self.algorithm.prune(&mut state, now);
+                self.algorithm.peek(&state, now)
+            }
             None => {
                 let now = self.clock.now();
                 self.algorithm.peek(&self.algorithm.fresh(now), now)
@@ -232,20 +264,47 @@ impl<A: Algorithm> MemoryStore<A> {
         }
     }
 
-    /// Drops `key`'s state. Returns whether it had any.
-    pub fn reset(&self, key: &[u8]) -> bool {
-        let removed = self.map.remove(key).is_some();
-        if removed {
-            self.len.fetch_sub(1, Relaxed);
-        }
-        removed
+    /// Calls `f` with `key`'s stored state, if it has any (under its shard's
+    /// read lock: keep `f` short).
+    pub fn with_state<R>(&self, key: &[u8], f: impl FnOnce(&A::State) -> R) -> Option<R> {
+        self.map.get(key).map(|state| f(&state))
     }
 
-    /// Drops every key's state. Counters are kept.
+    /// Drops `key`'s state. Returns whether it had any.
+    pub fn reset(&self, key: &[u8]) -> bool {
+        // Through the entry, so the count drops under the same shard lock
+        // as the key (`reset` is rare: copying the key here is fine).
+        match self.map.entry(key.into()) {
+            Entry::Occupied(entry) => {
+                self.len.fetch_sub(1, Relaxed);
+                entry.remove();
+                true
+            }
+            Entry::Vacant(_) => false,
+        }
+    }
+
+    /// Drops every key's state and gives the tables' memory back. Counters
+    /// are kept.
+    ///
+    /// Each shard's table is swapped for an empty one (which allocates
+    /// nothing) and the key count lowered by what it held, under that
+    /// shard's lock; the old table is freed after the lock is released. So
+    /// keys inserted, reset or swept meanwhile keep the count exact.
     pub fn clear(&self) {
         let _pass = fork::enter();
-        self.map.clear();
-        self.len.store(self.map.len(), Relaxed);
+        let mut removed = 0;
+        for shard in self.map.shards() {
+            let mut table = shard.write();
+            let old = std::mem::take(&mut *table);
+            self.len.fetch_sub(old.len(), Relaxed);
+            drop(table);
+            removed += old.len();
+            drop(old);
+        }
+        if removed >= TRIM_AFTER {
+            release_free_memory();
+        }
     }
 
     /// Examines up to `budget` buckets from `cursor` under one shard lock,
@@ -309,13 +368,14 @@ impl<A: Algorithm> MemoryStore<A> {
             cursor.bucket = 0;
             cursor.buckets = usize::MAX;
         }
+        if removed > 0 {
+            // Under the lock, with the removals (see `len`).
+            self.len.fetch_sub(removed, Relaxed);
+        }
         drop(table);
         let lock_held = locked_at.elapsed();
         drop(graveyard);
         drop(old_table);
-        if removed > 0 {
-            self.len.fetch_sub(removed, Relaxed);
-        }
         SweepStep {
             removed,
             examined: end - start,
@@ -355,6 +415,20 @@ impl<A: Algorithm> MemoryStore<A> {
     /// Number of keys holding state.
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// The key count `max_keys` is checked against. It equals [`len`]
+    /// whenever no call is changing the store.
+    ///
+    /// [`len`]: MemoryStore::len
+    pub fn counted_keys(&self) -> usize {
+        self.len.load(Relaxed)
+    }
+
+    /// The number of buckets the shards' tables hold: their capacity,
+    /// occupied or not.
+    pub fn table_buckets(&self) -> usize {
+        self.map.shards().iter().map(|s| s.read().buckets()).sum()
     }
 
     /// Whether no key holds state.

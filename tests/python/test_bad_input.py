@@ -172,3 +172,119 @@ def test_str_subclass_key_is_accepted() -> None:
     limiter = RateLimiter(limit=1, window_seconds=60)
     assert limiter.allow(Key("k"))
     assert not limiter.allow("k")
+
+
+def test_str_subclass_cannot_alias_another_key_through_encode() -> None:
+    # A lone surrogate has no UTF-8 form, so its bytes come from encoding
+    # with surrogatepass: read from the string's data, never through an
+    # encode() the subclass controls.
+    class Alias(str):
+        def encode(self, *args: Any, **kwargs: Any) -> bytes:
+            return b"victim"
+
+    limiter = RateLimiter(limit=1, window_seconds=60)
+    assert limiter.allow("victim") is True
+    assert limiter.allow(Alias("\ud800attacker")) is True
+    assert limiter.allow(Alias("\ud800attacker")) is False
+    assert limiter.remaining("victim") == 0
+    assert limiter.reset("victim") is True
+    assert limiter.remaining(Alias("\ud800attacker")) == 0
+
+
+SYNC_COST_METHODS = ["allow", "check", "decide", "wait"]
+ASYNC_COST_METHODS = ["aallow", "acheck", "adecide", "acquire"]
+
+
+@pytest.mark.parametrize("method", SYNC_COST_METHODS)
+def test_cost_none_is_type_error(method: str) -> None:
+    limiter = RateLimiter(limit=10, window_seconds=60)
+    with pytest.raises(TypeError, match=r"^cost must be an int, not NoneType$"):
+        getattr(limiter, method)("k", None)
+    with pytest.raises(TypeError, match=r"^cost must be an int, not NoneType$"):
+        getattr(limiter, method)("k", cost=None)
+    assert limiter.stats()["total_checks"] == 0
+    assert limiter.remaining("k") == 10
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("method", ASYNC_COST_METHODS)
+async def test_awaitable_cost_none_is_type_error(method: str) -> None:
+    limiter = RateLimiter(limit=10, window_seconds=60)
+    with pytest.raises(TypeError, match=r"^cost must be an int, not NoneType$"):
+        await getattr(limiter, method)("k", None)
+    with pytest.raises(TypeError, match=r"^cost must be an int, not NoneType$"):
+        await getattr(limiter, method)("k", cost=None)
+    assert limiter.stats()["total_checks"] == 0
+
+
+def test_omitted_cost_is_one() -> None:
+    limiter = RateLimiter(limit=10, window_seconds=60)
+    assert limiter.check("k")["remaining"] == 9
+    assert limiter.decide("k").remaining == 8
+    assert limiter.allow("k") is True
+    assert limiter.remaining("k") == 7
+
+
+MAX = 2**53 - 1  # 9007199254740991: the largest limit, burst and cost
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"limit": 2**53}, f"limit must be at most {MAX}, got 9007199254740992"),
+        ({"limit": 2**63}, f"limit must be at most {MAX}, got 9223372036854775808"),
+        ({"limit": 2**64}, f"limit must be at most {MAX}, got a larger number"),
+        (
+            {"window_seconds": 2**63},
+            "window_seconds must be at most 1000000000, got 9223372036854775808",
+        ),
+        (
+            {"window_seconds": 10**100},
+            "window_seconds must be at most 1000000000, got a larger number",
+        ),
+        (
+            {"algorithm": "gcra", "burst": 2**63},
+            f"burst must be at most {MAX}, got 9223372036854775808",
+        ),
+        (
+            {"max_keys": 2**64},
+            "max_keys must be at most 18446744073709551615, got a larger number",
+        ),
+    ],
+)
+def test_too_large_messages_quote_the_real_bound(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    args: dict[str, Any] = {"limit": 10, "window_seconds": 60, **kwargs}
+    with pytest.raises(ValueError, match=f"^{message.split()[0]} ") as info:
+        RateLimiter(**args)
+    assert str(info.value) == message
+
+
+def test_burst_whose_refill_time_does_not_fit_quotes_its_bound() -> None:
+    # 10 a second: a full bucket of 10**12 would take 10**11 s to refill;
+    # its times would wrap at 2**64 ns.
+    with pytest.raises(ValueError, match=r"^burst") as info:
+        RateLimiter(rate="10/second", algorithm="token_bucket", burst=10**12)
+    assert str(info.value) == (
+        "burst must be between 1 and 10000000000 with 10 per 1s (a full bucket "
+        "must refill within 1000000000 seconds), got 1000000000000"
+    )
+    bucket = RateLimiter(
+        rate="10/second", algorithm="gcra", burst=10**10, clock=ManualClock()
+    )
+    assert bucket.allow("k", cost=10**10)
+    refused = bucket.decide("k")
+    assert not refused.allowed
+    assert refused.retry_after == pytest.approx(0.1)
+    assert refused.reset_after == pytest.approx(10**9)
+
+
+@pytest.mark.parametrize("cost", [2**64, 10**30])
+def test_huge_cost_quotes_the_capacity(cost: int) -> None:
+    limiter = RateLimiter(limit=10, window_seconds=60)
+    with pytest.raises(ValueError, match=r"^cost") as info:
+        limiter.allow("k", cost=cost)
+    assert str(info.value) == (
+        "cost must be at most the capacity (10), got a larger number"
+    )

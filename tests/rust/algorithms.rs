@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use proptest::prelude::*;
 use rust_py_rate_limit::clock::NANOS_PER_SEC as S;
 use rust_py_rate_limit::{
-    Algorithm, Compound, FixedWindow, Gcra, Quota, SlidingLog, SlidingWindow,
+    Algorithm, AlgorithmKind, Compound, FixedWindow, Gcra, Quota, SlidingLog, SlidingWindow, Spec,
 };
 
 /// A reference model: decides from the full history of admitted hits.
@@ -227,7 +227,7 @@ proptest! {
         steps in steps(),
     ) {
         let model = BucketModel { limit, window, burst };
-        for alg in [Gcra::token_bucket(quota(limit, window), burst), Gcra::new(quota(limit, window), burst)] {
+        for alg in [Gcra::token_bucket(quota(limit, window), burst).unwrap(), Gcra::new(quota(limit, window), burst).unwrap()] {
             let history = check_against_model(&alg, &model, &steps)?;
             // Promise: over any span, at most burst + rate * span.
             for (i, &(t0, _)) in history.iter().enumerate() {
@@ -285,7 +285,59 @@ proptest! {
         drive!(FixedWindow::new(q));
         drive!(SlidingWindow::new(q));
         drive!(SlidingLog::new(q));
-        drive!(Gcra::new(q, limit));
-        drive!(Gcra::token_bucket(q, 1));
+        drive!(Gcra::new(q, limit).unwrap());
+        drive!(Gcra::token_bucket(q, 1).unwrap());
+        drive!(Gcra::new(q, Gcra::max_burst(&q)).unwrap());
+    }
+
+    /// For any in-range spec, at any scale: a refused hit reports a wait
+    /// that is positive, at most its reset, and true (admitted exactly
+    /// then, not a nanosecond earlier, for the bucket algorithms); a burst
+    /// past the bound is refused at construction, naming `burst`.
+    #[test]
+    fn reported_times_are_true_at_any_scale(
+        limit in prop_oneof![Just(1u64), Just(Quota::MAX_LIMIT), 1..1_000u64, 1..Quota::MAX_LIMIT],
+        window_secs in prop_oneof![Just(1u64), Just(Quota::MAX_WINDOW_SECONDS), 1..3_600u64, 1..Quota::MAX_WINDOW_SECONDS],
+        burst_frac in prop_oneof![Just(1.0f64), 0.0f64..1.0],
+        steps in prop::collection::vec((prop_oneof![Just(0u64), 0..u64::MAX / 64], any::<u64>()), 1..20),
+    ) {
+        let q = Quota::per_seconds(limit, window_secs).unwrap();
+        let max_burst = Gcra::max_burst(&q);
+        let burst = ((max_burst as f64 * burst_frac) as u64).clamp(1, max_burst);
+        let over = max_burst + 1;
+        match Gcra::new(q, over) {
+            Err(rust_py_rate_limit::Error::InvalidArgument { name, .. }) => prop_assert_eq!(name, "burst"),
+            other => prop_assert!(false, "burst {} accepted: {:?}", over, other),
+        }
+        prop_assert!(Spec::new(AlgorithmKind::TokenBucket, vec![q], Some(over)).is_err());
+        prop_assert!(Spec::new(AlgorithmKind::Gcra, vec![q], Some(burst)).is_ok());
+        let now_of = |i: usize| -> u64 { steps[..=i].iter().fold(0u64, |a, s| a.saturating_add(s.0)).min(rust_py_rate_limit::clock::MAX_TIME) };
+        macro_rules! drive {
+            ($alg:expr, $exact:expr) => {{
+                let alg = $alg;
+                let mut s = alg.fresh(0);
+                for (i, &(_, cost)) in steps.iter().enumerate() {
+                    let now = now_of(i);
+                    // Half the hits spend the whole capacity, to be refused.
+                    let cost = if cost % 2 == 0 { alg.capacity() } else { cost % alg.capacity() + 1 };
+                    let d = alg.acquire(&mut s, now, cost);
+                    if !d.allowed {
+                        prop_assert!(d.retry_after > 0, "refused with retry_after 0: {:?}", d);
+                        prop_assert!(d.reset_after >= d.retry_after, "{:?}", d);
+                        prop_assert!(d.reset_after <= 2 * Gcra::MAX_REFILL, "{:?}", d);
+                        if $exact {
+                            prop_assert!(alg.decide(&s, now + d.retry_after, cost).allowed);
+                            prop_assert!(!alg.decide(&s, now + d.retry_after - 1, cost).allowed);
+                        }
+                    }
+                }
+            }};
+        }
+        drive!(FixedWindow::new(q), true);
+        drive!(SlidingWindow::new(q), true);
+        drive!(SlidingLog::new(q), true);
+        drive!(Gcra::new(q, burst).unwrap(), true);
+        drive!(Gcra::token_bucket(q, burst).unwrap(), true);
+        drive!(Compound::new(vec![FixedWindow::new(q), FixedWindow::new(quota(1, S))]), false);
     }
 }

@@ -33,7 +33,8 @@ fn every_vector_decides_exactly() {
         let limiter = memory_limiter(
             &Spec::new(kind, quotas, burst).unwrap(),
             AnyClock::Manual(clock.clone()),
-        );
+        )
+        .unwrap();
         for (i, step) in case["steps"].as_array().unwrap().iter().enumerate() {
             let at = u(&step["at_ns"]);
             clock.advance(at - clock.now());
