@@ -264,7 +264,9 @@ fn waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Option<Arc<LoopWaker>>> 
         let last = last.borrow();
         let (weak, waker, at) = last.as_ref()?;
         let alive = weak.bind(py).cast::<PyWeakrefReference>().ok()?.upgrade()?;
-        (*at == epoch && alive.is(event_loop)).then(|| waker.clone())
+        (*at == epoch && alive.is(event_loop))
+            .then(|| waker.upgrade())
+            .flatten()
     });
     if let Some(waker) = cached {
         return Ok(Some(waker));
@@ -272,14 +274,15 @@ fn waker_for(event_loop: &Bound<'_, PyAny>) -> PyResult<Option<Arc<LoopWaker>>> 
     let waker = registered_waker(event_loop)?;
     if let Some(waker) = &waker {
         let weak = PyWeakrefReference::new(event_loop)?.into_any().unbind();
-        LAST_LOOP.with(|last| *last.borrow_mut() = Some((weak, waker.clone(), epoch)));
+        LAST_LOOP.with(|last| *last.borrow_mut() = Some((weak, Arc::downgrade(waker), epoch)));
     }
     Ok(waker)
 }
 
-/// A thread's last event loop (a weak reference), its waker, and the
+/// A thread's last event loop and its waker (both weak: the registry owns
+/// the waker, so its pipe and links go with its loop), and the
 /// `FORK_EPOCH` it was made in.
-type LastLoop = Option<(Py<PyAny>, Arc<LoopWaker>, u64)>;
+type LastLoop = Option<(Py<PyAny>, Weak<LoopWaker>, u64)>;
 
 thread_local! {
     static LAST_LOOP: RefCell<LastLoop> = const { RefCell::new(None) };
@@ -593,6 +596,10 @@ struct LinkCtx {
     slot: Weak<parking_lot::Mutex<Slot>>,
     /// A weak reference to the loop.
     event_loop: Py<PyAny>,
+    /// Whether the loop watches the socket for reading (cleared once, when
+    /// it stops: a stale callback must never unwatch a descriptor number
+    /// that another owner has since been given).
+    watched: AtomicBool,
     writer: AtomicBool,
 }
 
@@ -687,27 +694,39 @@ fn live_link(
         open_link(store, slot);
         return Ok(None);
     };
-    let ctx = Arc::new(LinkCtx {
-        store: Arc::downgrade(store),
-        link,
-        slot: Arc::downgrade(&slot),
-        event_loop: PyWeakrefReference::new(event_loop)?.into_any().unbind(),
-        writer: AtomicBool::new(false),
-    });
-    let reader = Bound::new(
-        py,
-        LinkCallback {
-            ctx: ctx.clone(),
-            kind: Watch::Read,
-        },
-    )?;
-    if let Err(err) = event_loop.call_method1(intern!(py, "add_reader"), (ctx.link.fd(), reader)) {
-        *slot.lock() = Slot::RetryAt(Instant::now() + LINK_RETRY);
-        drop(ctx.link.close());
-        return Err(err);
+    // From here any failure leaves the slot to retry and the await to the
+    // runtime path: a slot never stays `Connecting` with nobody opening it.
+    let watch = || -> PyResult<Arc<LinkCtx>> {
+        let ctx = Arc::new(LinkCtx {
+            store: Arc::downgrade(store),
+            link,
+            slot: Arc::downgrade(&slot),
+            event_loop: PyWeakrefReference::new(event_loop)?.into_any().unbind(),
+            watched: AtomicBool::new(false),
+            writer: AtomicBool::new(false),
+        });
+        let reader = Bound::new(
+            py,
+            LinkCallback {
+                ctx: ctx.clone(),
+                kind: Watch::Read,
+            },
+        )?;
+        event_loop.call_method1(intern!(py, "add_reader"), (ctx.link.fd(), reader))?;
+        ctx.watched.store(true, Ordering::Relaxed);
+        Ok(ctx)
+    };
+    match watch() {
+        Ok(ctx) => {
+            *slot.lock() = Slot::Live(ctx.clone());
+            Ok(Some(ctx))
+        }
+        Err(err) => {
+            err.write_unraisable(py, None);
+            *slot.lock() = Slot::RetryAt(Instant::now() + LINK_RETRY);
+            Ok(None)
+        }
     }
-    *slot.lock() = Slot::Live(ctx.clone());
-    Ok(Some(ctx))
 }
 
 /// Opens a link to `store` on a runtime thread (it blocks, up to the
@@ -730,8 +749,11 @@ fn open_link(store: &Arc<RedisStore>, slot: Arc<parking_lot::Mutex<Slot>>) {
     });
 }
 
-/// Stops the loop watching a link's socket.
+/// Stops the loop watching a link's socket (once; later calls do nothing).
 fn unwatch(event_loop: &Bound<'_, PyAny>, ctx: &LinkCtx) {
+    if !ctx.watched.swap(false, Ordering::Relaxed) {
+        return;
+    }
     let py = event_loop.py();
     let fd = ctx.link.fd();
     let _ = event_loop.call_method1(intern!(py, "remove_reader"), (fd,));
@@ -760,7 +782,10 @@ fn apply(py: Python<'_>, ctx: &Arc<LinkCtx>, store: &RedisStore, step: Step<Py<P
                 }
             }
             Ok(())
-        } else if step.want_write && !ctx.writer.swap(true, Ordering::Relaxed) {
+        } else if step.want_write
+            && ctx.watched.load(Ordering::Relaxed)
+            && !ctx.writer.swap(true, Ordering::Relaxed)
+        {
             let writer = LinkCallback {
                 ctx: ctx.clone(),
                 kind: Watch::Write,
@@ -787,10 +812,15 @@ fn apply(py: Python<'_>, ctx: &Arc<LinkCtx>, store: &RedisStore, step: Step<Py<P
             }
             _ => Ok(()),
         };
+        if timer.is_err() {
+            store.link_timer_failed(&ctx.link);
+        }
         for err in [watched, timer].into_iter().filter_map(Result::err) {
             err.write_unraisable(py, None);
         }
     }
+    // Only now, unwatched, may a closed link's socket be closed.
+    drop(step.retired);
     for (future, result) in step.answered {
         let future = future.bind(py);
         let set = match result {
@@ -811,7 +841,6 @@ fn apply(py: Python<'_>, ctx: &Arc<LinkCtx>, store: &RedisStore, step: Step<Py<P
             }
         }
     }
-    let _ = store;
     super::options::deliver_notices(py);
 }
 
@@ -835,7 +864,14 @@ impl LinkCallback {
     fn __call__(&self, py: Python<'_>) {
         let ctx = &self.ctx;
         let Some(store) = ctx.store.upgrade() else {
-            // The limiter is gone: stop watching; the link closes with ctx.
+            // The limiter is gone: stop watching, close the link, and free
+            // its slot (so no later sweep unwatches it again).
+            if let Some(slot) = ctx.slot.upgrade() {
+                let mut slot = slot.lock();
+                if matches!(&*slot, Slot::Live(live) if Arc::ptr_eq(live, ctx)) {
+                    *slot = Slot::Closed;
+                }
+            }
             if let Some(event_loop) = ctx
                 .event_loop
                 .bind(py)

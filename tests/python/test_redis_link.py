@@ -223,3 +223,32 @@ def test_a_dropped_limiter_closes_its_link(redis_url: str, prefix: str) -> None:
         assert clients() < with_link + 2
 
     asyncio.run(main())
+
+
+def test_a_flood_of_awaits_is_decided_in_order_across_batches(
+    redis_url: str, prefix: str
+) -> None:
+    # 40,000 awaits queued at once go out in hundreds of batched calls, one
+    # on the wire at a time: each key's hits must be decided in the order
+    # they were awaited, none lost or answered twice.
+    lim = RateLimiter(
+        300, 60, storage=redis_url, key_prefix=prefix, on_error="raise", timeout=30
+    )
+    keys = [f"k{i % 100}" for i in range(40_000)]
+
+    async def main() -> list[bool]:
+        await go_live(lim)
+        got = list(await asyncio.gather(*(lim.aallow(k) for k in keys)))
+        assert lim._link_status() == "live"
+        return got
+
+    got = asyncio.run(main())
+    admitted: dict[str, int] = {}
+    for key, ok in zip(keys, got, strict=True):
+        admitted[key] = admitted.get(key, 0) + ok
+    assert admitted == {f"k{i}": 300 for i in range(100)}
+    # Per key, the first 300 hits in order are the admitted ones.
+    for i in range(100):
+        mine = [ok for k, ok in zip(keys, got, strict=True) if k == f"k{i}"]
+        assert mine == [True] * 300 + [False] * 100
+    assert lim.stats()["storage_errors"] == 0

@@ -46,7 +46,14 @@ pub struct Step<R> {
     pub closed: bool,
     /// Arm a timer this far ahead (none is armed and a deadline waits).
     pub arm_timer: Option<Duration>,
+    /// The connection of a link that closed: drop it only once the loop
+    /// stopped watching its socket (closing a watched descriptor is
+    /// undefined for some loops, and its number could be reused meanwhile).
+    pub retired: Option<Retired>,
 }
+
+/// A closed link's connection, to be dropped after it is unwatched.
+pub struct Retired(#[allow(dead_code)] Conn);
 
 impl<R> Default for Step<R> {
     fn default() -> Self {
@@ -55,9 +62,14 @@ impl<R> Default for Step<R> {
             want_write: false,
             closed: false,
             arm_timer: None,
+            retired: None,
         }
     }
 }
+
+/// A timer fires up to a millisecond early on some loops (uvloop rounds
+/// to whole milliseconds): arm it that much late rather than spin.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
 
 /// One event loop's connection to the store's server.
 pub struct Link<R> {
@@ -203,7 +215,7 @@ impl RedisStore {
             match reply {
                 Value::Error(e) if e.starts_with("NoScript") || e.starts_with("NOSCRIPT") => {
                     // Flushed or restarted: load it and run the same call again.
-                    if let Err(failure) = self.send(&mut state, &mut step, true) {
+                    if let Err(failure) = self.send(&mut state, true) {
                         self.fail_link(&mut state, &mut step, failure);
                         return step;
                     }
@@ -243,11 +255,17 @@ impl RedisStore {
             step.closed = true;
             return step;
         };
-        match conn.write_some() {
-            Ok(done) => step.want_write = !done,
-            Err(failure) => self.fail_link(&mut state, &mut step, self.sync_err(failure)),
+        if let Err(failure) = conn.write_some() {
+            self.fail_link(&mut state, &mut step, self.sync_err(failure));
+            return step;
         }
+        self.watch(&mut state, &mut step);
         step
+    }
+
+    /// The loop could not arm the timer asked for: ask again next step.
+    pub fn link_timer_failed<R>(&self, link: &Link<R>) {
+        link.state().timer = false;
     }
 
     /// The loop's timer: fails what outlived its deadline. A call on the
@@ -292,18 +310,13 @@ impl RedisStore {
         if state.in_flight.is_empty() {
             return;
         }
-        if let Err(err) = self.send(state, step, false) {
+        if let Err(err) = self.send(state, false) {
             self.fail_link(state, step, err);
         }
     }
 
     /// Writes the call deciding the in-flight decisions.
-    fn send<R>(
-        &self,
-        state: &mut State<R>,
-        step: &mut Step<R>,
-        reload: bool,
-    ) -> Result<(), StoreError> {
+    fn send<R>(&self, state: &mut State<R>, reload: bool) -> Result<(), StoreError> {
         let mut args = resp::Args::default();
         let jobs: Vec<&Job> = state.in_flight.iter().map(|p| &p.job).collect();
         self.script_args(&jobs, &mut args);
@@ -312,14 +325,19 @@ impl RedisStore {
         };
         conn.queue_eval(&self.sync_script, &args, reload);
         state.loads = usize::from(reload);
-        let done = conn.write_some().map_err(|f| self.sync_err(f))?;
-        step.want_write |= !done;
+        conn.write_some().map_err(|f| self.sync_err(f))?;
         Ok(())
     }
 
-    /// Asks for a timer if a deadline waits and none is armed.
+    /// Ends a step on a live link: whether output waits to be written (the
+    /// connection's own state, so no step can unregister a writer still
+    /// needed), and a timer if a deadline waits and none is armed.
     fn watch<R>(&self, state: &mut State<R>, step: &mut Step<R>) {
-        if state.timer || state.conn.is_none() {
+        let Some(conn) = state.conn.as_ref() else {
+            return;
+        };
+        step.want_write = conn.has_output();
+        if state.timer {
             return;
         }
         let next = state
@@ -330,7 +348,7 @@ impl RedisStore {
             .min();
         if let Some(deadline) = next {
             state.timer = true;
-            step.arm_timer = Some(deadline.saturating_duration_since(Instant::now()));
+            step.arm_timer = Some(deadline.saturating_duration_since(Instant::now()) + TIMER_SLACK);
         }
     }
 
@@ -347,7 +365,7 @@ impl RedisStore {
 
     /// Closes the link: every decision on it fails with `err`.
     fn fail_link<R>(&self, state: &mut State<R>, step: &mut Step<R>, err: StoreError) {
-        state.conn = None;
+        step.retired = state.conn.take().map(Retired);
         let pending: Vec<_> = state
             .in_flight
             .drain(..)

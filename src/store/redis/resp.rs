@@ -455,6 +455,11 @@ impl Conn {
         }
     }
 
+    /// Whether queued output is still to be written.
+    pub(super) fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
     /// The socket, for an event loop to watch.
     pub(super) fn fd(&self) -> RawFd {
         self.stream.fd()
