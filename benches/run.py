@@ -973,7 +973,7 @@ def redis_targets() -> list[Target]:
             rb.GATHER_FACTOR,
         )
     )
-    for timeout, _ in rb.DEADLINE_RUNS:
+    for timeout, _, _ in rb.DEADLINE_RUNS:
         for path, what in (("sync", "allow()"), ("async", "await aallow()")):
             targets.append(
                 Target(

@@ -42,3 +42,11 @@ def test_async_example() -> None:
     assert "aallow 6th: False" in out
     assert "acquire with timeout 0: False" in out
     assert "refused, retry after 1s" in out
+
+
+def test_drf_example() -> None:
+    out = run("drf_app.py")
+    assert "GET /api/users #3: 200" in out
+    assert "GET /api/users #4: 429 Retry-After: 60" in out
+    assert "GET /api/upload #1: 200" in out
+    assert "GET /api/upload #2: 429" in out

@@ -1,0 +1,334 @@
+"""Django REST framework throttles decided by rust-py-rate-limit.
+
+The same classes as DRF's own, under the same names, so switching is an
+import path::
+
+    REST_FRAMEWORK = {
+        "DEFAULT_THROTTLE_CLASSES": [
+            "rust_py_rate_limit.drf.AnonRateThrottle",
+            "rust_py_rate_limit.drf.UserRateThrottle",
+        ],
+        "DEFAULT_THROTTLE_RATES": {"anon": "100/day", "user": "1000/day"},
+    }
+
+- `AnonRateThrottle` (scope ``"anon"``): anonymous requests, keyed by the
+  client address; authenticated ones pass.
+- `UserRateThrottle` (scope ``"user"``): the user's pk, or the client address
+  for anonymous requests.
+- `ScopedRateThrottle`: views with a ``throttle_scope`` attribute, each scope
+  its own rate, keyed by user (or address).
+- `RateLimitThrottle`: the base; set ``scope`` or ``rate`` and override
+  ``get_cache_key(request, view)`` (None: not throttled).
+
+Rates are DRF's strings (``"100/day"``, ``"5/min"``) or ours
+(``"10/second;1000/hour"``, ``"3/5m"``), read from ``DEFAULT_THROTTLE_RATES``
+when a request is throttled, so ``override_settings`` works. A rate of None
+turns a scope off. Class attributes choose the rest: ``algorithm`` (default
+``"sliding_log"``: DRF's own moving window, exact, one entry per admitted
+request as DRF's cache history keeps; ``"sliding"`` or ``"gcra"`` keep a
+key in O(1) memory), ``burst``, ``cost`` and ``clock`` (a `ManualClock` in
+tests).
+
+The deployment comes from the ``RUST_PY_RATE_LIMIT`` setting the Django
+middleware reads, if present: ``STORAGE`` (``"redis://..."`` shares the
+limits across workers and hosts), ``KEY_PREFIX``, ``TIMEOUT``, ``ON_ERROR``,
+``TRUSTED_PROXIES`` and ``FORWARDED_HEADER``. The client address is read as
+the middleware reads it: ``REMOTE_ADDR``, or with ``TRUSTED_PROXIES`` the one
+forwarding header your proxy sets. DRF's ``NUM_PROXIES`` guess is used only
+when it is set and ``TRUSTED_PROXIES`` is not.
+
+A refused request makes DRF answer 429 with ``Retry-After`` (from `wait()`).
+With ``ON_ERROR: "raise"`` a storage failure answers 503.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from rest_framework.exceptions import APIException
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
+
+from rust_py_rate_limit.django import SETTING, client_ip
+from rust_py_rate_limit.exceptions import StorageError
+from rust_py_rate_limit.keys import (
+    ClientAddressUnavailable,
+    TrustedProxies,
+    check_forwarded_header,
+)
+from rust_py_rate_limit.limiter import RateLimiter
+
+__all__ = [
+    "AnonRateThrottle",
+    "RateLimitThrottle",
+    "RateLimiterUnavailable",
+    "ScopedRateThrottle",
+    "UserRateThrottle",
+    "reset_throttles",
+]
+
+_DEPLOYMENT = (
+    ("storage", "STORAGE"),
+    ("key_prefix", "KEY_PREFIX"),
+    ("timeout", "TIMEOUT"),
+    ("on_error", "ON_ERROR"),
+)
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class RateLimiterUnavailable(APIException):  # type: ignore[misc]
+    """The storage failed and ``ON_ERROR`` is ``"raise"``: 503."""
+
+    status_code = 503
+    default_detail = "Rate limiter unavailable"
+    default_code = "rate_limiter_unavailable"
+
+
+class _Deployment:
+    """What ``RUST_PY_RATE_LIMIT`` says, read once per settings object."""
+
+    def __init__(self, source: object) -> None:
+        self.source = source
+        config = {} if source is None else source
+        if not isinstance(config, Mapping):
+            raise ImproperlyConfigured(
+                f"{SETTING} must be a dict, not {type(config).__name__}"
+            )
+        self.options = {name: config[key] for name, key in _DEPLOYMENT if key in config}
+        proxies = config.get("TRUSTED_PROXIES")
+        try:
+            self.proxies = TrustedProxies(proxies) if proxies else None
+            self.header = check_forwarded_header(
+                config.get("FORWARDED_HEADER", "x-forwarded-for"),
+                f"{SETTING}['FORWARDED_HEADER']",
+            )
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(f"{SETTING}: {exc}") from exc
+        self.limiters: dict[tuple[object, ...], RateLimiter] = {}
+
+
+_lock = threading.Lock()
+_current: _Deployment | None = None
+
+
+def _deployment() -> _Deployment:
+    """The deployment of the current settings (rebuilt when they change, as
+    under ``override_settings``)."""
+    global _current
+    config = getattr(settings, SETTING, None)
+    current = _current
+    if current is not None and current.source is config:
+        return current
+    with _lock:
+        if _current is None or _current.source is not config:
+            _current = _Deployment(config)
+        return _current
+
+
+def reset_throttles() -> None:
+    """Forgets every throttle's limiter, and so its counts (in this process;
+    a shared store keeps its own): for tests, as DRF's ``cache.clear()``."""
+    global _current
+    with _lock:
+        _current = None
+
+
+def _parse_drf_rate(rate: str) -> tuple[int, int] | None:
+    """DRF's own reading of a rate (``"100/day"``: the period's first
+    letter), for strings ours refuses."""
+    num, _, period = rate.partition("/")
+    try:
+        return int(num), _PERIODS[period.strip()[:1]]
+    except (ValueError, KeyError):
+        return None
+
+
+class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
+    """A DRF throttle whose decisions are made by a `RateLimiter`.
+
+    Attributes:
+        scope: The key of ``DEFAULT_THROTTLE_RATES`` that holds the rate.
+        rate: A rate that overrides the scope's.
+        algorithm: The limiter's algorithm (default ``"sliding_log"``).
+        burst: ``burst`` for ``token_bucket`` / ``gcra``.
+        cost: Units each throttled request spends.
+        clock: A clock for the limiter (a `ManualClock` in tests).
+        THROTTLE_RATES: Rates by scope; None (default) reads DRF's
+            ``DEFAULT_THROTTLE_RATES`` at each request.
+        cache_format: The key: ``"throttle_%(scope)s_%(ident)s"``, as DRF.
+    """
+
+    scope: ClassVar[str | None] = None
+    rate: ClassVar[str | None] = None
+    algorithm: ClassVar[str] = "sliding_log"
+    burst: ClassVar[int | None] = None
+    cost: ClassVar[int] = 1
+    clock: ClassVar[Any] = None
+    THROTTLE_RATES: ClassVar[Mapping[str, str | None] | None] = None
+    cache_format: ClassVar[str] = "throttle_%(scope)s_%(ident)s"
+
+    def __init__(self) -> None:
+        self.decision: Any = None
+
+    # -- what DRF's SimpleRateThrottle offers ---------------------------------
+
+    def get_rate(self) -> str | None:
+        """The rate string: ``rate``, or ``DEFAULT_THROTTLE_RATES[scope]``."""
+        if self.rate:
+            return self.rate
+        scope = self.scope
+        if not scope:
+            raise ImproperlyConfigured(
+                "You must set either `.scope` or `.rate` for "
+                f"'{type(self).__name__}' throttle"
+            )
+        rates = self.THROTTLE_RATES
+        if rates is None:
+            rates = api_settings.DEFAULT_THROTTLE_RATES
+        try:
+            return rates[scope]
+        except KeyError:
+            raise ImproperlyConfigured(
+                f"No default throttle rate set for '{scope}' scope"
+            ) from None
+
+    def parse_rate(self, rate: str | None) -> tuple[int | None, int | None]:
+        """``(requests, seconds)`` of the rate's first limit, as DRF's."""
+        if rate is None:
+            return None, None
+        limiter = self.get_limiter(rate)
+        return limiter.limits[0]
+
+    def get_ident(self, request: Any) -> str:
+        """The client address (see the module's notes on proxies)."""
+        deployment = _deployment()
+        if deployment.proxies is None and api_settings.NUM_PROXIES is not None:
+            return str(super().get_ident(request))
+        try:
+            return client_ip(request, deployment.proxies, deployment.header)
+        except ClientAddressUnavailable:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}: the request has no REMOTE_ADDR (a Unix "
+                "socket?); override get_ident() or get_cache_key() to key it"
+            ) from None
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        """The key of this request, or None to let it pass unthrottled."""
+        raise NotImplementedError(".get_cache_key() must be overridden")
+
+    # -- the decision ---------------------------------------------------------
+
+    def get_limiter(self, rate: str) -> RateLimiter:
+        """The limiter of this throttle's scope and rate, shared by every
+        request (and, with ``STORAGE``, every worker)."""
+        deployment = _deployment()
+        cls = type(self)
+        spec = (self.scope, rate, cls.algorithm, cls.burst, cls.clock)
+        limiter = deployment.limiters.get(spec)
+        if limiter is None:
+            with _lock:
+                limiter = deployment.limiters.get(spec)
+                if limiter is None:
+                    limiter = self._build(rate, deployment)
+                    deployment.limiters[spec] = limiter
+        return limiter
+
+    def _build(self, rate: str, deployment: _Deployment) -> RateLimiter:
+        cls = type(self)
+        where = f"{type(self).__name__} (scope {self.scope!r}, rate {rate!r})"
+        if not isinstance(rate, str):
+            raise ImproperlyConfigured(
+                f"{where}: a rate must be a str such as '100/day', "
+                f"not {type(rate).__name__}"
+            )
+        options: dict[str, Any] = {
+            "algorithm": cls.algorithm,
+            "burst": cls.burst,
+            "clock": cls.clock,
+            **deployment.options,
+        }
+        try:
+            try:
+                return RateLimiter(rate=rate, **options)
+            except ValueError:
+                parsed = _parse_drf_rate(rate)
+                if parsed is None:
+                    raise
+                return RateLimiter(parsed[0], parsed[1], **options)
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(f"{where}: {exc}") from exc
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        """Spends ``cost`` of the request's key; False when refused."""
+        rate = self.get_rate()
+        if rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        limiter = self.get_limiter(rate)
+        try:
+            self.decision = limiter.decide(key, type(self).cost)
+        except StorageError as exc:
+            raise RateLimiterUnavailable() from exc
+        return bool(self.decision.allowed)
+
+    def wait(self) -> float | None:
+        """Seconds until a refused request's key is admitted again."""
+        decision = self.decision
+        if decision is None or decision.allowed:
+            return None
+        return float(decision.retry_after)
+
+    def _key(self, ident: object) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+def _user(request: Any) -> Any:
+    user = getattr(request, "user", None)
+    return user if user is not None and user.is_authenticated else None
+
+
+class AnonRateThrottle(RateLimitThrottle):
+    """Anonymous requests by client address; authenticated ones pass."""
+
+    scope = "anon"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        if _user(request) is not None:
+            return None
+        return self._key(self.get_ident(request))
+
+
+class UserRateThrottle(RateLimitThrottle):
+    """By user pk; anonymous requests by client address."""
+
+    scope = "user"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        user = _user(request)
+        return self._key(user.pk if user is not None else self.get_ident(request))
+
+
+class ScopedRateThrottle(RateLimitThrottle):
+    """Views with a ``throttle_scope``, each scope at its own rate."""
+
+    scope_attr: ClassVar[str] = "throttle_scope"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scope: str | None = None  # type: ignore[misc]
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        self.scope = getattr(view, self.scope_attr, None)  # type: ignore[misc]
+        if not self.scope:
+            return True
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        user = _user(request)
+        return self._key(user.pk if user is not None else self.get_ident(request))
