@@ -18,6 +18,13 @@ Scenarios are frameworks, rows are apps:
   limit=10**9, window_seconds=60)`` and ``@limiter.limit()`` on the view),
   ``flask_limiter`` (Flask-Limiter ``Limiter(get_remote_address, app=app,
   storage_uri="memory://")`` and ``@limiter.limit("1000000000/minute")``).
+- ``drf``: a Django REST framework ``APIView`` through Django's WSGI handler,
+  requests from 1,000 client addresses in turn (DRF's own throttle keeps a
+  list of every admitted time per client, so one client at 10^9/minute would
+  measure that list's growth): ``drf`` (no throttle, the baseline),
+  ``drf_ours`` (``throttle_classes = [rust_py_rate_limit.drf.AnonRateThrottle]``),
+  ``drf_own`` (DRF's ``AnonRateThrottle`` on Django's local-memory cache,
+  DRF's default), both at ``"1000000000/minute"``.
 
 Same machinery as ``scenarios.py``: interleaved repeats, rotated order,
 median, a fresh app (and limiter) per run, warm-up, GC off while timed; each
@@ -54,16 +61,19 @@ OURS = "rust_py_rate_limit"
 PATH = "/hello"
 MESSAGE = {"message": "hello"}
 CLIENT = ("203.0.113.7", 50123)
-OVERHEAD_BUDGET = 1.10  # ours / the baseline of the same framework
-PEER_FACTOR = 1.0  # peer / ours: ours must be faster
+# ours / the baseline of the same framework
+OVERHEAD_BUDGETS = {"fastapi": 1.05, "flask": 1.15, "drf": 1.10}
+# peer / ours: how many times faster ours must be
+PEER_FACTORS = {"fastapi": 1.0, "flask": 1.0, "drf": 2.0}
 
-ALL_SCENARIOS = ("fastapi", "flask")
+ALL_SCENARIOS = ("fastapi", "flask", "drf")
 # Import name -> name on PyPI (as pinned in benches/requirements.txt).
 PACKAGES = {
     "fastapi": "FastAPI",
     "flask": "Flask",
     "slowapi": "slowapi",
     "flask_limiter": "Flask-Limiter",
+    "rest_framework": "djangorestframework",
     OURS: "rust-py-rate-limit",
 }
 
@@ -361,6 +371,106 @@ def _make_flask_limiter(limit: int, window: int) -> Handle:
     return WsgiHandle(app, [_stop_limits_timer(limiter.storage)])
 
 
+# --------------------------------------------------------------------------
+# Django REST framework, through Django's WSGI handler
+# --------------------------------------------------------------------------
+
+DRF_URLS = "bench_drf_urls"
+DRF_CLIENTS = [f"10.{i // 250}.{i % 250}.1" for i in range(1_000)]
+
+
+def _django_ready() -> None:
+    """Configures Django once for this process: no middleware, no auth app,
+    a local-memory cache (DRF's own throttle keeps its history there)."""
+    import types
+
+    settings = importlib.import_module("django.conf").settings
+    if not settings.configured:
+        sys.modules[DRF_URLS] = types.ModuleType(DRF_URLS)
+        settings.configure(
+            DEBUG=False,
+            ALLOWED_HOSTS=["*"],
+            SECRET_KEY="bench-only",
+            INSTALLED_APPS=[],
+            DATABASES={},
+            MIDDLEWARE=[],
+            ROOT_URLCONF=DRF_URLS,
+            USE_TZ=True,
+            CACHES={
+                "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+            },
+            REST_FRAMEWORK={
+                "UNAUTHENTICATED_USER": None,
+                "DEFAULT_AUTHENTICATION_CLASSES": [],
+                "DEFAULT_PERMISSION_CLASSES": [],
+                "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+            },
+            LOGGING_CONFIG=None,
+        )
+        importlib.import_module("django").setup()
+
+
+class DjangoHandle(WsgiHandle):
+    """Django's WSGI handler; the timed requests come from 1,000 addresses
+    in turn, the sanity hits from one."""
+
+    def run(self, keys: list[str]) -> None:
+        app = self._app
+        start_response = _start_response
+        environs = [
+            {**WSGI_ENVIRON, "REMOTE_ADDR": addr, "wsgi.input": io.BytesIO(b"")}
+            for addr in DRF_CLIENTS
+        ]
+        n = len(environs)
+        for i in range(len(keys)):
+            body = app(environs[i % n].copy(), start_response)
+            for _chunk in body:
+                pass
+            body.close()
+
+
+def _make_drf_app(throttle: Any | None) -> Handle:
+    _django_ready()
+    views = importlib.import_module("rest_framework.views")
+    response = importlib.import_module("rest_framework.response").Response
+    urls = importlib.import_module("django.urls")
+    wsgi = importlib.import_module("django.core.wsgi")
+
+    class Hello(views.APIView):  # type: ignore[misc,name-defined]
+        authentication_classes = ()
+        permission_classes = ()
+        throttle_classes = () if throttle is None else (throttle,)
+
+        def get(self, request: Any) -> Any:
+            return response(MESSAGE)
+
+    sys.modules[DRF_URLS].urlpatterns = [  # type: ignore[attr-defined]
+        urls.path(PATH.lstrip("/"), Hello.as_view())
+    ]
+    urls.clear_url_caches()
+    return DjangoHandle(wsgi.get_wsgi_application())
+
+
+def _make_drf(limit: int, window: int) -> Handle:
+    return _make_drf_app(None)
+
+
+def _make_drf_ours(limit: int, window: int) -> Handle:
+    _django_ready()
+    drf = importlib.import_module(f"{OURS}.drf")
+    drf.reset_throttles()
+    throttle = type("Anon", (drf.AnonRateThrottle,), {"rate": _rate(limit)})
+    return _make_drf_app(throttle)
+
+
+def _make_drf_own(limit: int, window: int) -> Handle:
+    _django_ready()
+    throttling = importlib.import_module("rest_framework.throttling")
+    importlib.import_module("django.core.cache").cache.clear()
+    throttle = type("Anon", (throttling.AnonRateThrottle,), {"rate": _rate(limit)})
+    return _make_drf_app(throttle)
+
+
 @dataclass(frozen=True)
 class Row:
     """One app."""
@@ -427,13 +537,38 @@ ROWS: dict[str, Row] = {
             'storage_uri="memory://")`, `@limiter.limit("1000000000/minute")`',
             peer=True,
         ),
+        Row(
+            "drf",
+            "drf",
+            "rest_framework",
+            _make_drf,
+            "DRF `APIView`, `GET /hello` -> small JSON, no throttle: the baseline",
+            baseline=True,
+        ),
+        Row(
+            "drf_ours",
+            "drf",
+            OURS,
+            _make_drf_ours,
+            "the same view, `throttle_classes = [rust_py_rate_limit.drf."
+            'AnonRateThrottle]` at `"1000000000/minute"`',
+        ),
+        Row(
+            "drf_own",
+            "drf",
+            "rest_framework",
+            _make_drf_own,
+            "the same view, DRF's own `AnonRateThrottle` (local-memory cache) at "
+            '`"1000000000/minute"`',
+            peer=True,
+        ),
     )
 }
 
 BASELINES = {r.framework: r.name for r in ROWS.values() if r.baseline}
 # Which row each framework's targets compare: ours, and the peer.
-OURS_ROWS = {"fastapi": "fastapi_ours", "flask": "flask_ours"}
-PEER_ROWS = {"fastapi": "slowapi", "flask": "flask_limiter"}
+OURS_ROWS = {"fastapi": "fastapi_ours", "flask": "flask_ours", "drf": "drf_ours"}
+PEER_ROWS = {"fastapi": "slowapi", "flask": "flask_limiter", "drf": "drf_own"}
 
 IMPLS: dict[str, Impl] = {
     r.name: Impl(r.name, r.module, r.make, memory=False) for r in ROWS.values()

@@ -49,11 +49,12 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from rust_py_rate_limit.django import SETTING, client_ip
+from rust_py_rate_limit.django import SETTING, _client_ip
 from rust_py_rate_limit.exceptions import StorageError
 from rust_py_rate_limit.keys import (
     ClientAddressUnavailable,
@@ -92,7 +93,6 @@ class _Deployment:
     """What ``RUST_PY_RATE_LIMIT`` says, read once per settings object."""
 
     def __init__(self, source: object) -> None:
-        self.source = source
         config = {} if source is None else source
         if not isinstance(config, Mapping):
             raise ImproperlyConfigured(
@@ -116,17 +116,25 @@ _current: _Deployment | None = None
 
 
 def _deployment() -> _Deployment:
-    """The deployment of the current settings (rebuilt when they change, as
-    under ``override_settings``)."""
+    """The deployment of the current settings, read once: a change of the
+    setting (``override_settings``) drops it, through Django's
+    ``setting_changed`` signal, as DRF's own ``api_settings`` is reloaded."""
     global _current
-    config = getattr(settings, SETTING, None)
     current = _current
-    if current is not None and current.source is config:
-        return current
-    with _lock:
-        if _current is None or _current.source is not config:
-            _current = _Deployment(config)
-        return _current
+    if current is None:
+        with _lock:
+            current = _current
+            if current is None:
+                current = _current = _Deployment(getattr(settings, SETTING, None))
+    return current
+
+
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING:
+        reset_throttles()
+
+
+setting_changed.connect(_setting_changed)
 
 
 def reset_throttles() -> None:
@@ -208,8 +216,11 @@ class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
         deployment = _deployment()
         if deployment.proxies is None and api_settings.NUM_PROXIES is not None:
             return str(super().get_ident(request))
+        # DRF's Request hands META over from Django's through __getattr__,
+        # which costs an AttributeError: read Django's request directly.
+        django_request = getattr(request, "_request", request)
         try:
-            return client_ip(request, deployment.proxies, deployment.header)
+            return _client_ip(django_request, deployment.proxies, deployment.header)
         except ClientAddressUnavailable:
             raise ImproperlyConfigured(
                 f"{type(self).__name__}: the request has no REMOTE_ADDR (a Unix "
