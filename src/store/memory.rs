@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use super::key::Key;
 use super::{OnFull, Stats, SweepCursor};
 use crate::algorithm::{Algorithm, Decision};
 use crate::clock::{AnyClock, Clock, Nanos};
@@ -19,8 +20,9 @@ use crate::error::{Error, Result};
 use crate::fork;
 
 /// Keys are bytes: any Python `str` (lone surrogates included) maps to
-/// distinct bytes, and lookups borrow the caller's buffer.
-type Map<S> = DashMap<Box<[u8]>, S, ahash::RandomState>;
+/// distinct bytes, and lookups borrow the caller's buffer. Short keys are
+/// stored inline (see [`Key`]).
+type Map<S> = DashMap<Key, S, ahash::RandomState>;
 
 /// Buckets examined per shard lock while sweeping: a few microseconds of
 /// lock hold, far under the millisecond budget.
@@ -356,7 +358,7 @@ impl<A: Algorithm> MemoryStore<A> {
             // the big old one after it.
             if table.len() <= budget / 8 && buckets > 64 && table.len() * 8 < buckets {
                 let hasher = self.map.hasher();
-                let hash = |(k, _): &(Box<[u8]>, _)| hasher.hash_one(k);
+                let hash = |(k, _): &(Key, _)| hasher.hash_one(k);
                 let mut old = std::mem::take(&mut *table);
                 table.reserve(old.len(), hash);
                 for item in old.drain() {

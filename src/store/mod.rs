@@ -3,6 +3,7 @@
 //!
 //! [`Algorithm`]: crate::algorithm::Algorithm
 
+mod key;
 mod memory;
 pub mod redis;
 

@@ -309,3 +309,41 @@ fn peek_keeps_the_live_part_of_a_sliding_log() {
     assert_eq!(s.with_state(b"k", |log| log.len()), Some(9));
     assert_eq!(clock.now(), 10 * S + S / 2);
 }
+
+/// Keys short enough to be stored inline and keys on the heap, side by side
+/// and across the boundary, are each their own key: found again by their
+/// bytes, reset and swept like any other.
+#[test]
+fn inline_and_heap_keys_are_each_their_own() {
+    let clock = Arc::new(ManualClock::new());
+    let quota = Quota::per_seconds(2, 1).unwrap();
+    let s = MemoryStore::new(FixedWindow::new(quota), AnyClock::Manual(clock.clone()));
+    // Lengths 0..48, and pairs differing only in their last byte, around 15
+    // and 16 bytes (the inline bound) in particular.
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for len in 0..48usize {
+        let key: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut twin = key.clone();
+        twin.push(0xff);
+        keys.push(key);
+        keys.push(twin);
+    }
+    keys.sort();
+    keys.dedup();
+    for key in &keys {
+        assert!(s.hit(key, 1).unwrap().allowed);
+    }
+    assert_eq!(s.len(), keys.len());
+    for key in &keys {
+        let d = s.hit(key, 1).unwrap();
+        assert_eq!((d.allowed, d.remaining), (true, 0), "{key:?}");
+        assert!(!s.hit(key, 1).unwrap().allowed);
+    }
+    let short = keys.iter().find(|k| k.len() == 15).unwrap();
+    let long = keys.iter().find(|k| k.len() == 16).unwrap();
+    assert!(s.reset(short) && s.reset(long));
+    assert!(s.hit(short, 1).unwrap().allowed && s.hit(long, 1).unwrap().allowed);
+    clock.advance(2 * S);
+    s.cleanup_expired();
+    assert!(s.is_empty());
+}
