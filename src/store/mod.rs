@@ -3,6 +3,7 @@
 //!
 //! [`Algorithm`]: crate::algorithm::Algorithm
 
+pub mod bans;
 mod key;
 mod memory;
 pub mod redis;
