@@ -11,6 +11,7 @@ mod error;
 pub mod fork;
 pub mod janitor;
 pub mod limiter;
+pub mod lists;
 pub mod logs;
 pub mod rate;
 pub mod runtime;
