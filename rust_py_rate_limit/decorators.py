@@ -15,17 +15,33 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
-from rust_py_rate_limit._native import Decision
+from rust_py_rate_limit._native import Decision, RateLimiterCore
+from rust_py_rate_limit._timeout import check_timeout
 from rust_py_rate_limit.exceptions import RateLimitExceeded
-from rust_py_rate_limit.limiter import RateLimiter, _timeout
 
 __all__ = ["rate_limit"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 KeySpec = str | Callable[..., str]
 OnBlocked = Callable[[RateLimitExceeded], Any]
+
+
+class _Limiter(Protocol):
+    """What the decorator uses of a `RateLimiter` (named structurally:
+    `rust_py_rate_limit.limiter` imports this module, not the reverse)."""
+
+    @property
+    def capacity(self) -> int: ...
+    def decide(self, key: str, cost: int = 1) -> Decision: ...
+    def peek(self, key: str) -> Decision: ...
+    def wait(self, key: str, cost: int = 1, timeout: float | None = None) -> bool: ...
+    async def adecide(self, key: str, cost: int = 1) -> Decision: ...
+    async def apeek(self, key: str) -> Decision: ...
+    async def acquire(
+        self, key: str, cost: int = 1, timeout: float | None = None
+    ) -> bool: ...
 
 
 def _key_resolver(key: KeySpec) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
@@ -51,7 +67,7 @@ def _refusal(key: str, decision: Decision) -> RateLimitExceeded:
 
 
 def rate_limit(
-    limiter: RateLimiter,
+    limiter: _Limiter,
     key: KeySpec,
     *,
     cost: int = 1,
@@ -79,7 +95,9 @@ def rate_limit(
         awaitable path) and on methods; ``functools.wraps`` keeps the
         function's metadata. A refused call never runs the function.
     """
-    if not isinstance(limiter, RateLimiter):
+    # A RateLimiter is the native core plus the waiting and awaitable
+    # methods above (a bare RateLimiterCore has none of them).
+    if not isinstance(limiter, RateLimiterCore) or not hasattr(limiter, "acquire"):
         raise TypeError(f"limiter must be a RateLimiter, not {type(limiter).__name__}")
     resolve = _key_resolver(key)
     # Refuse bad options at decoration time, not at the first call.
@@ -93,7 +111,7 @@ def rate_limit(
         raise TypeError("on_blocked must be callable")
     if not isinstance(wait, bool):
         raise TypeError(f"wait must be a bool, not {type(wait).__name__}")
-    timeout = _timeout(timeout)
+    timeout = check_timeout(timeout)
 
     def decorator(func: F) -> F:
         if inspect.iscoroutinefunction(func):

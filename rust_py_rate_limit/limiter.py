@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import difflib
 import inspect
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from rust_py_rate_limit._native import Decision, ManualClock, RateLimiterCore
+from rust_py_rate_limit._timeout import check_timeout
+from rust_py_rate_limit.decorators import rate_limit
 from rust_py_rate_limit.exceptions import RateLimitExceeded
 from rust_py_rate_limit.types import AlgorithmName, CheckResult
 
@@ -27,20 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["RateLimiter"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _timeout(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(
-            f"timeout must be a number of seconds or None, not {type(timeout).__name__}"
-        )
-    if math.isnan(timeout) or timeout < 0:
-        raise ValueError(
-            f"timeout must be a non-negative number of seconds, got {timeout}"
-        )
-    return float(timeout)
 
 
 class RateLimiter(RateLimiterCore):
@@ -180,7 +167,7 @@ class RateLimiter(RateLimiterCore):
             True once admitted; False at once if admission would come later
             than ``timeout``.
         """
-        limit = _timeout(timeout)
+        limit = check_timeout(timeout)
         loop = asyncio.get_running_loop()
         deadline = None if limit is None else loop.time() + limit
         while True:
@@ -199,7 +186,7 @@ class RateLimiter(RateLimiterCore):
             True once admitted; False at once if admission would come later
             than ``timeout``.
         """
-        limit = _timeout(timeout)
+        limit = check_timeout(timeout)
         deadline = None if limit is None else time.monotonic() + limit
         while True:
             decision = self.decide(key, cost)
@@ -225,8 +212,6 @@ class RateLimiter(RateLimiterCore):
 
         See `rust_py_rate_limit.decorators.rate_limit` for the options.
         """
-        from rust_py_rate_limit.decorators import rate_limit
-
         return rate_limit(
             self, key, cost=cost, on_blocked=on_blocked, wait=wait, timeout=timeout
         )

@@ -1,0 +1,74 @@
+//! The awaitables of a Redis-backed limiter: Tokio futures (or, for a
+//! decision, the event loop's own link) resolved into Python futures.
+
+use pyo3::prelude::*;
+
+use super::PyRateLimiter;
+use crate::py::args::{key_bytes, Cost};
+use crate::py::bridge::{self, OnCancel};
+use crate::py::decision::PyDecision;
+use crate::py::options::storage_error;
+
+impl PyRateLimiter {
+    /// The future of `_adecide`: a decision on the Redis store.
+    pub(super) fn adecide_future<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        cost: Cost<'_, 'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let cost = self.cost(cost)?;
+        self.inner.validate_cost(cost)?;
+        let remote = self.remote()?.clone();
+        let bytes = key_bytes(key)?.into_owned();
+        let now = self.remote_now();
+        // On a single server, over the running loop's own connection: no
+        // thread hop either way (see store::redis::link).
+        if remote.can_link() {
+            if let Some(future) = bridge::link_decide(key.py(), &remote, &bytes, cost, now)? {
+                return Ok(future);
+            }
+        }
+        // Otherwise (a cluster, TLS, the loop's link still opening, the
+        // breaker open) no task per await: the decision joins the store's
+        // batch queue and its batch resolves the future.
+        let (future, complete) = bridge::completion::<PyDecision>(key.py())?;
+        remote.hit_then(&bytes, cost, now, move |result| {
+            complete(result.map(PyDecision::new).map_err(storage_error));
+        });
+        Ok(future)
+    }
+
+    /// The future of `_apeek`.
+    pub(super) fn apeek_future<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let remote = self.remote()?.clone();
+        let bytes = key_bytes(key)?.into_owned();
+        let now = self.remote_now();
+        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
+            remote
+                .peek(&bytes, now)
+                .await
+                .map(PyDecision::new)
+                .map_err(storage_error)
+        })
+    }
+
+    /// The future of `_areset`.
+    pub(super) fn areset_future<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let remote = self.remote()?.clone();
+        let bytes = key_bytes(key)?.into_owned();
+        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
+            remote.reset(&bytes).await.map_err(storage_error)
+        })
+    }
+
+    /// The future of `_aclear`.
+    pub(super) fn aclear_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let remote = self.remote()?.clone();
+        bridge::future_into_py(py, OnCancel::Finish, async move {
+            remote.clear().await.map(|_| ()).map_err(storage_error)
+        })
+    }
+}

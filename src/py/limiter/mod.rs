@@ -1,0 +1,279 @@
+//! `RateLimiter`: the Python face of a limiter, the class and its methods.
+//! The work behind them sits beside this file, one concern a file.
+
+mod awaitable;
+mod build;
+mod cleanup;
+mod decide;
+mod report;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use std::sync::{Arc, Mutex};
+
+use super::args::{key_bytes, Cost};
+use super::bridge;
+use super::decision::{check_dict, PyDecision};
+use super::options::{block_on, clock_from, remote_from};
+use crate::clock::{AnyClock, NANOS_PER_SEC};
+use crate::janitor::Janitor;
+use crate::limiter::{Limiter, Spec};
+use crate::store::redis::RedisStore;
+
+/// The native half of `rust_py_rate_limit.RateLimiter`: every decision and
+/// all state. The Python subclass adds the awaitable twins, the decorator and
+/// waiting, which are thin Python over these methods.
+#[pyclass(
+    frozen,
+    subclass,
+    module = "rust_py_rate_limit._native",
+    name = "RateLimiterCore"
+)]
+pub struct PyRateLimiter {
+    inner: Arc<dyn Limiter>,
+    spec: Spec,
+    janitor: Mutex<Option<Janitor>>,
+    /// The Redis store, when `storage` names one; `inner` is then unused
+    /// state of the same shape.
+    remote: Option<Arc<RedisStore>>,
+    clock: AnyClock,
+}
+
+#[pymethods]
+impl PyRateLimiter {
+    #[new]
+    #[pyo3(signature = (
+        limit = None,
+        window_seconds = None,
+        *,
+        rate = None,
+        algorithm = None,
+        burst = None,
+        clock = None,
+        max_keys = None,
+        on_full = None,
+        cleanup_interval = None,
+        storage = None,
+        key_prefix = None,
+        timeout = None,
+        on_error = None,
+    ), text_signature = "(limit=None, window_seconds=None, *, rate=None, algorithm='fixed', burst=None, clock=None, max_keys=None, on_full='deny', cleanup_interval=None, storage='memory', key_prefix='rust_py_rate_limit', timeout=0.05, on_error='allow')")]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        limit: Option<&Bound<'_, PyAny>>,
+        window_seconds: Option<&Bound<'_, PyAny>>,
+        rate: Option<&Bound<'_, PyAny>>,
+        algorithm: Option<&Bound<'_, PyAny>>,
+        burst: Option<&Bound<'_, PyAny>>,
+        clock: Option<&Bound<'_, PyAny>>,
+        max_keys: Option<&Bound<'_, PyAny>>,
+        on_full: Option<&Bound<'_, PyAny>>,
+        cleanup_interval: Option<&Bound<'_, PyAny>>,
+        storage: Option<&Bound<'_, PyAny>>,
+        key_prefix: Option<&Bound<'_, PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+        on_error: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let quotas = build::quotas(limit, window_seconds, rate)?;
+        let spec = build::spec(quotas, algorithm, burst, max_keys, on_full)?;
+        let clock = clock_from(clock)?;
+        let remote = remote_from(&spec, storage, key_prefix, timeout, on_error)?;
+        Self::assemble(spec, clock, remote, cleanup_interval)
+    }
+
+    /// Spends `cost` on `key` if the limit allows it; returns whether it did.
+    #[pyo3(signature = (key, cost = Cost::Omitted), text_signature = "(self, key, cost=1)")]
+    fn allow(&self, key: &Bound<'_, PyAny>, cost: Cost<'_, '_>) -> PyResult<bool> {
+        Ok(self.hit(key, cost)?.allowed)
+    }
+
+    /// Like `allow`, returning the whole decision as a dict.
+    #[pyo3(signature = (key, cost = Cost::Omitted), text_signature = "(self, key, cost=1)")]
+    fn check<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        cost: Cost<'_, 'py>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let decision = self.hit(key, cost)?;
+        check_dict(key.py(), &decision)
+    }
+
+    /// Like `check`, returning a `Decision` with exact times.
+    #[pyo3(signature = (key, cost = Cost::Omitted), text_signature = "(self, key, cost=1)")]
+    fn decide(&self, key: &Bound<'_, PyAny>, cost: Cost<'_, '_>) -> PyResult<PyDecision> {
+        Ok(PyDecision::new(self.hit(key, cost)?))
+    }
+
+    /// Units `key` can still spend now; spends nothing.
+    fn remaining(&self, key: &Bound<'_, PyAny>) -> PyResult<u64> {
+        Ok(self.peek_decision(key)?.remaining)
+    }
+
+    /// What a hit of cost 1 on `key` would get now; spends nothing.
+    fn peek(&self, key: &Bound<'_, PyAny>) -> PyResult<PyDecision> {
+        Ok(PyDecision::new(self.peek_decision(key)?))
+    }
+
+    /// Drops `key`'s state; returns whether it had any.
+    fn reset(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let bytes = key_bytes(key)?;
+        match &self.remote {
+            Some(remote) => block_on(key.py(), remote.reset(&bytes)),
+            None => Ok(self.inner.reset(&bytes)),
+        }
+    }
+
+    /// Drops every key's state (the counters of `stats()` are kept).
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.remote {
+            Some(remote) => block_on(py, remote.clear()).map(|_| ()),
+            None => {
+                py.detach(|| self.inner.clear());
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes keys whose state has expired; returns how many.
+    fn cleanup_expired(&self, py: Python<'_>) -> usize {
+        py.detach(|| self.inner.cleanup_expired())
+    }
+
+    /// Activity counters.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.stats_dict(py)
+    }
+
+    /// Sweeps expired keys as `cleanup_expired` does, timing how long each
+    /// chunk holds its shard lock: for benchmarks.
+    fn _profile_sweep<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.profile_sweep(py)
+    }
+
+    /// Starts (or restarts) the background janitor: every `interval`
+    /// seconds it removes expired keys, without the GIL.
+    fn start_cleanup(&self, interval: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.start_janitor(interval)
+    }
+
+    /// Stops the background janitor, if one runs.
+    fn stop_cleanup(&self) {
+        let janitor = self.janitor().take();
+        drop(janitor);
+    }
+
+    /// Whether the background janitor is running.
+    #[getter]
+    fn cleanup_running(&self) -> bool {
+        self.janitor().as_ref().is_some_and(Janitor::is_running)
+    }
+
+    /// The janitor's interval in seconds, or None.
+    #[getter]
+    fn cleanup_interval(&self) -> Option<f64> {
+        self.janitor().as_ref().map(|j| j.interval().as_secs_f64())
+    }
+
+    /// Awaitable decision on the Redis store (a Tokio future).
+    #[pyo3(signature = (key, cost = Cost::Omitted), text_signature = "(self, key, cost=1)")]
+    fn _adecide<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        cost: Cost<'_, 'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.adecide_future(key, cost)
+    }
+
+    /// The state of the running event loop's own connection to the Redis
+    /// store (see `store::redis::link`), for tests: `"none"`, `"opening"`,
+    /// `"opened"`, `"live"`, `"retry"` or `"closed"`.
+    fn _link_status(&self, py: Python<'_>) -> PyResult<&'static str> {
+        bridge::link_status(py, self.remote()?)
+    }
+
+    /// Awaitable peek on the Redis store.
+    fn _apeek<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.apeek_future(key)
+    }
+
+    /// Awaitable reset on the Redis store.
+    fn _areset<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.areset_future(key)
+    }
+
+    /// Awaitable clear on the Redis store.
+    fn _aclear<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.aclear_future(py)
+    }
+
+    /// `"memory"`, or `"redis"` for a Redis store.
+    #[getter]
+    fn storage(&self) -> &'static str {
+        if self.remote.is_some() {
+            "redis"
+        } else {
+            "memory"
+        }
+    }
+
+    /// The Redis keys of `key`, rule by rule (Redis store only): one per
+    /// rule, two for a sliding log (the log, then its sum).
+    fn _redis_keys(&self, key: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        Ok(self.remote()?.keys(&key_bytes(key)?))
+    }
+
+    /// The key bound, or None when unbounded.
+    #[getter]
+    fn max_keys(&self) -> Option<usize> {
+        self.spec.max_keys
+    }
+
+    /// The limit per window (of the first limit, for a compound rate).
+    #[getter]
+    fn max_requests(&self) -> u64 {
+        self.first().limit()
+    }
+
+    /// The window length in seconds (of the first limit, for a compound rate).
+    #[getter]
+    fn window_seconds(&self) -> u64 {
+        self.first().window() / NANOS_PER_SEC
+    }
+
+    /// Every limit as `(limit, window_seconds)`, in the order given.
+    #[getter]
+    fn limits(&self) -> Vec<(u64, u64)> {
+        self.spec
+            .quotas
+            .iter()
+            .map(|q| (q.limit(), q.window() / NANOS_PER_SEC))
+            .collect()
+    }
+
+    /// The largest cost one hit can be admitted with: the smallest limit, or
+    /// the burst of token_bucket and gcra.
+    #[getter]
+    fn capacity(&self) -> u64 {
+        self.inner.capacity()
+    }
+
+    /// The bucket capacity for token_bucket and gcra; None for the others.
+    #[getter]
+    fn burst(&self) -> Option<u64> {
+        self.spec
+            .kind
+            .has_burst()
+            .then(|| self.spec.burst.unwrap_or(self.first().limit()))
+    }
+
+    /// The algorithm's canonical name.
+    #[getter]
+    fn algorithm(&self) -> &'static str {
+        self.inner.algorithm()
+    }
+
+    fn __repr__(&self) -> String {
+        self.repr_text()
+    }
+}

@@ -1,0 +1,162 @@
+//! Decisions through the Tokio runtime: awaitables, and sync calls on a
+//! cluster or over TLS. On a single server decisions wait in the store's
+//! queue and go out in batches (see `batch`).
+
+use std::sync::Arc;
+
+use super::batch::{self, Answer, Job, Pending, Reply};
+use super::client::Client;
+use super::script::decisions;
+use super::{RedisStore, StoreError};
+use crate::algorithm::Decision;
+use crate::runtime;
+
+impl RedisStore {
+    /// Decides `job`: on a single server in a batch with whatever else is
+    /// waiting (see `batch`); on a cluster, whose keys of different
+    /// decisions sit in different slots, in a call of its own.
+    pub(super) async fn decide(
+        self: &Arc<Self>,
+        mode: &'static str,
+        key: &[u8],
+        cost: u64,
+        now_us: Option<u64>,
+    ) -> std::result::Result<Decision, StoreError> {
+        let job = self.job(mode, key, cost, now_us);
+        if matches!(self.client, Client::Cluster(_)) {
+            return self.run_one(&job).await;
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            job,
+            reply: Reply::Channel(reply),
+            deadline: std::time::Instant::now() + self.config.timeout,
+        };
+        let generation = runtime::live_generation().unwrap_or(0);
+        if let Some(batch) = self.queue.push(pending, generation) {
+            tokio::spawn(Arc::clone(self).run_batches(batch));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError("the decision was dropped".into())))
+    }
+
+    /// Decides a hit like `hit`, without a task of its own: `done` gets the
+    /// decision (the failure policy applied) on a runtime thread when its
+    /// batch returns, or here at once if the breaker is open. Used by
+    /// awaitables: a hundred concurrent ones wake the runtime once per
+    /// batch, not once each.
+    pub fn hit_then(
+        self: &Arc<Self>,
+        key: &[u8],
+        cost: u64,
+        now_us: Option<u64>,
+        done: impl FnOnce(std::result::Result<Decision, StoreError>) + Send + 'static,
+    ) {
+        if let Err(open) = self.breaker_closed() {
+            return done(self.settle(Err(open), cost));
+        }
+        let store = Arc::clone(self);
+        let finish = move |result: std::result::Result<Decision, StoreError>| {
+            store.record(&result);
+            done(store.settle(result, cost));
+        };
+        let job = self.job("hit", key, cost, now_us);
+        let Ok((handle, generation)) = runtime::handle() else {
+            return finish(Err(StoreError("the Tokio runtime could not start".into())));
+        };
+        if matches!(self.client, Client::Cluster(_)) {
+            let store = Arc::clone(self);
+            handle.spawn(async move {
+                let call = tokio::time::timeout(store.config.timeout, store.run_one(&job));
+                finish(call.await.unwrap_or_else(|_| Err(store.timed_out())));
+            });
+            return;
+        }
+        let pending = Pending {
+            job,
+            reply: Reply::Call(Answer::new(finish)),
+            deadline: std::time::Instant::now() + self.config.timeout,
+        };
+        if let Some(batch) = self.queue.push(pending, generation) {
+            handle.spawn(Arc::clone(self).run_batches(batch));
+        }
+    }
+
+    /// Runs batches until none waits, answering every decision in them.
+    async fn run_batches(self: Arc<Self>, mut batch: Vec<Pending>) {
+        let running = batch::Running::new(&self.queue);
+        loop {
+            // A decision whose deadline passed while it waited fails now;
+            // the call gets what is left of the earliest deadline.
+            let now = std::time::Instant::now();
+            let (late, live): (Vec<Pending>, Vec<Pending>) =
+                batch.drain(..).partition(|p| p.deadline <= now);
+            for pending in late {
+                pending.reply.send(Err(self.timed_out()));
+            }
+            batch = live;
+            let result = match batch.iter().map(|p| p.deadline).min() {
+                None => Ok(Vec::new()),
+                Some(deadline) => {
+                    let jobs: Vec<&Job> = batch.iter().map(|p| &p.job).collect();
+                    match tokio::time::timeout(deadline - now, self.run_jobs(&jobs)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(self.timed_out()),
+                    }
+                }
+            };
+            match result {
+                Ok(decisions) => {
+                    for (pending, decision) in batch.drain(..).zip(decisions) {
+                        pending.reply.send(Ok(decision));
+                    }
+                }
+                Err(err) => {
+                    for pending in batch.drain(..) {
+                        pending.reply.send(Err(err.clone()));
+                    }
+                }
+            }
+            match self.queue.next() {
+                Some(next) => batch = next,
+                None => {
+                    running.finish();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One script call deciding `job` alone.
+    async fn run_one(&self, job: &Job) -> std::result::Result<Decision, StoreError> {
+        self.run_jobs(&[job])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError("the script returned no decision".into()))
+    }
+
+    /// One script call deciding `jobs` in order (layout in prelude.lua).
+    async fn run_jobs(&self, jobs: &[&Job]) -> std::result::Result<Vec<Decision>, StoreError> {
+        let mut conn = self.connection().await?;
+        let mut invocation = self.script.prepare_invoke();
+        self.script_args(jobs, &mut invocation);
+        let reply = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.redis_err(e))?;
+        decisions(reply, jobs.len())
+    }
+
+    /// What a hit of cost 1 would get, spending nothing.
+    pub async fn peek(
+        self: &Arc<Self>,
+        key: &[u8],
+        now_us: Option<u64>,
+    ) -> std::result::Result<Decision, StoreError> {
+        match self.guarded(self.decide("peek", key, 1, now_us)).await {
+            Ok(d) => Ok(d),
+            Err(err) => self.policy(err, 1),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Sync decisions on a single server: from the calling thread, over a pool
+//! of connections of the deadline-driven client (`resp`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::script::decisions;
+use super::{resp, RedisStore, StoreError};
+use crate::algorithm::Decision;
+use crate::runtime;
+
+impl RedisStore {
+    /// Decides `mode` on `key` on the calling thread, blocking it: on a
+    /// single server over a pooled connection of its own, the way a
+    /// blocking client talks to Redis (no hand-off to the runtime and
+    /// back); on a cluster through the runtime. The breaker and deadline
+    /// apply as to an awaitable; errors are returned, not yet settled.
+    fn decide_blocking(
+        self: &Arc<Self>,
+        mode: &'static str,
+        key: &[u8],
+        cost: u64,
+        now_us: Option<u64>,
+    ) -> std::result::Result<Decision, StoreError> {
+        // The deadline covers everything from here: pool, connect, login,
+        // the call and a script reload.
+        let deadline = resp::Deadline(Instant::now() + self.config.timeout);
+        let Some(endpoint) = &self.endpoint else {
+            // A cluster, or TLS: through the runtime, bounded by
+            // tokio::time::timeout.
+            let (handle, _) = runtime::handle()
+                .map_err(|e| StoreError(format!("the Tokio runtime could not start: {e}")))?;
+            return handle.block_on(self.guarded(self.decide(mode, key, cost, now_us)));
+        };
+        self.breaker_closed()?;
+        let job = self.job(mode, key, cost, now_us);
+        let mut args = resp::Args::default();
+        self.script_args(&[&job], &mut args);
+        let result = self.with_blocking(endpoint, deadline, |conn| {
+            conn.eval(&self.sync_script, &args, deadline)
+        });
+        let result = result
+            .and_then(|reply| reply.into_u64s().map_err(|f| self.sync_err(f)))
+            .and_then(|reply| decisions(reply, 1))
+            .and_then(|mut d| {
+                d.pop()
+                    .ok_or_else(|| StoreError("the script returned no decision".into()))
+            });
+        self.record(&result);
+        result
+    }
+
+    /// Runs `op` on an idle connection of the sync client (a new one if
+    /// none is idle), by `deadline`; the connection goes back to the pool
+    /// only if `op` succeeded and left nothing unread (after a timeout its
+    /// reply may still come, and must never answer a later call).
+    fn with_blocking<T>(
+        &self,
+        endpoint: &resp::Endpoint,
+        deadline: resp::Deadline,
+        op: impl FnOnce(&mut resp::Conn) -> std::result::Result<T, resp::Failure>,
+    ) -> std::result::Result<T, StoreError> {
+        let idle = {
+            let _pass = crate::fork::enter();
+            let mut pool = self.blocking.lock().unwrap_or_else(|e| e.into_inner());
+            pool.take()
+        };
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => resp::Conn::connect(endpoint, deadline).map_err(|f| self.sync_err(f))?,
+        };
+        let value = op(&mut conn).map_err(|f| self.sync_err(f))?;
+        if conn.is_clean() {
+            let _pass = crate::fork::enter();
+            self.blocking
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .put(conn);
+        }
+        Ok(value)
+    }
+
+    /// Decides a hit of `cost` on `key` (at `now_us` instead of the server's
+    /// clock, for tests), spending it if admitted; blocks the calling thread
+    /// (which should not hold the GIL). Awaitables use `hit_then`.
+    pub fn hit_blocking(
+        self: &Arc<Self>,
+        key: &[u8],
+        cost: u64,
+        now_us: Option<u64>,
+    ) -> std::result::Result<Decision, StoreError> {
+        let result = self.decide_blocking("hit", key, cost, now_us);
+        self.settle(result, cost)
+    }
+
+    /// `peek`, blocking the calling thread.
+    pub fn peek_blocking(
+        self: &Arc<Self>,
+        key: &[u8],
+        now_us: Option<u64>,
+    ) -> std::result::Result<Decision, StoreError> {
+        match self.decide_blocking("peek", key, 1, now_us) {
+            Ok(d) => Ok(d),
+            Err(err) => self.policy(err, 1),
+        }
+    }
+}
+
+/// Idle blocking connections, and the fork generation they were made in.
+#[derive(Default)]
+pub(super) struct BlockingPool {
+    forks: u64,
+    idle: Vec<resp::Conn>,
+}
+
+/// Idle blocking connections kept at most; more are closed when returned.
+const MAX_IDLE: usize = 64;
+
+impl BlockingPool {
+    fn take(&mut self) -> Option<resp::Conn> {
+        let forks = crate::fork::generation();
+        if self.forks != forks {
+            // Inherited across fork: the sockets are the parent's too, and
+            // a reply to the parent's call could be read here. The copies
+            // are left alone (never used, never closed).
+            for conn in self.idle.drain(..) {
+                std::mem::forget(conn);
+            }
+            self.forks = forks;
+        }
+        self.idle.pop()
+    }
+
+    fn put(&mut self, conn: resp::Conn) {
+        if self.forks != crate::fork::generation() {
+            std::mem::forget(conn); // made before a fork (see `take`)
+        } else if self.idle.len() < MAX_IDLE {
+            self.idle.push(conn);
+        }
+    }
+}
