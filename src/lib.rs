@@ -25,4 +25,4 @@ pub use clock::{AnyClock, Clock, ManualClock, MonotonicClock, Nanos};
 pub use error::{Error, Result};
 pub use limiter::{memory_limiter, AlgorithmKind, Limiter, Spec};
 pub use rate::{parse_rates, Quota};
-pub use store::{MemoryStore, OnFull, Stats, SweepCursor};
+pub use store::{BanPolicy, MemoryStore, OnFull, Outcome, Stats, SweepCursor};

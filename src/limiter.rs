@@ -7,9 +7,10 @@ use crate::algorithm::{
     Algorithm, Compound, Decision, FixedWindow, Gcra, SlidingLog, SlidingWindow,
 };
 use crate::clock::AnyClock;
+use crate::clock::Nanos;
 use crate::error::{Error, Result};
 use crate::rate::Quota;
-use crate::store::{MemoryStore, OnFull, Stats, SweepCursor, SweepStep};
+use crate::store::{BanPolicy, MemoryStore, OnFull, Outcome, Stats, SweepCursor, SweepStep};
 
 /// The algorithms a user can select, by canonical name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +72,8 @@ pub struct Spec {
     pub max_keys: Option<usize>,
     /// What to do with a new key when `max_keys` are stored.
     pub on_full: OnFull,
+    /// When to ban a key automatically (None: only by `ban()`).
+    pub ban: Option<BanPolicy>,
 }
 
 impl Spec {
@@ -102,7 +105,14 @@ impl Spec {
             burst,
             max_keys: None,
             on_full: OnFull::Deny,
+            ban: None,
         })
+    }
+
+    /// Bans keys refused as `policy` says.
+    pub fn with_bans(mut self, policy: Option<BanPolicy>) -> Self {
+        self.ban = policy;
+        self
     }
 
     /// Bounds the number of stored keys.
@@ -123,8 +133,18 @@ impl Spec {
 pub trait Limiter: Send + Sync {
     /// Decides one hit of `cost` on `key`, spending it if admitted.
     fn hit(&self, key: &[u8], cost: u64) -> Result<Decision>;
+    /// [`hit`](Limiter::hit), saying whether a ban refused it.
+    fn hit_outcome(&self, key: &[u8], cost: u64) -> Result<Outcome>;
     /// What `key` looks like now, spending nothing.
     fn peek(&self, key: &[u8]) -> Decision;
+    /// [`peek`](Limiter::peek), saying whether a ban answers.
+    fn peek_outcome(&self, key: &[u8]) -> Outcome;
+    /// Bans `key` for `duration` from now.
+    fn ban(&self, key: &[u8], duration: Nanos) -> Result<()>;
+    /// Lifts `key`'s ban; whether it was banned.
+    fn unban(&self, key: &[u8]) -> bool;
+    /// How long `key` stays banned (None: not banned).
+    fn banned_for(&self, key: &[u8]) -> Option<Nanos>;
     /// Drops `key`'s state; whether it had any.
     fn reset(&self, key: &[u8]) -> bool;
     /// Drops every key's state.
@@ -151,8 +171,24 @@ impl<A: Algorithm> Limiter for MemoryStore<A> {
     fn hit(&self, key: &[u8], cost: u64) -> Result<Decision> {
         MemoryStore::hit(self, key, cost)
     }
+    #[inline]
+    fn hit_outcome(&self, key: &[u8], cost: u64) -> Result<Outcome> {
+        MemoryStore::hit_outcome(self, key, cost)
+    }
     fn peek(&self, key: &[u8]) -> Decision {
         MemoryStore::peek(self, key)
+    }
+    fn peek_outcome(&self, key: &[u8]) -> Outcome {
+        MemoryStore::peek_outcome(self, key)
+    }
+    fn ban(&self, key: &[u8], duration: Nanos) -> Result<()> {
+        MemoryStore::ban(self, key, duration)
+    }
+    fn unban(&self, key: &[u8]) -> bool {
+        MemoryStore::unban(self, key)
+    }
+    fn banned_for(&self, key: &[u8]) -> Option<Nanos> {
+        MemoryStore::banned_for(self, key)
     }
     fn reset(&self, key: &[u8]) -> bool {
         MemoryStore::reset(self, key)
@@ -190,14 +226,11 @@ fn store<A: Algorithm>(parts: Vec<A>, clock: AnyClock, spec: &Spec) -> Result<Ar
     let (max, on_full) = (spec.max_keys, spec.on_full);
     Ok(if parts.len() == 1 {
         let single = parts.into_iter().next().expect("one part");
-        Arc::new(MemoryStore::bounded(single, clock, max, on_full))
+        Arc::new(MemoryStore::bounded(single, clock, max, on_full).with_bans(spec.ban))
     } else {
-        Arc::new(MemoryStore::bounded(
-            Compound::new(parts),
-            clock,
-            max,
-            on_full,
-        ))
+        Arc::new(
+            MemoryStore::bounded(Compound::new(parts), clock, max, on_full).with_bans(spec.ban),
+        )
     })
 }
 

@@ -12,8 +12,9 @@ use std::sync::Mutex;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use super::bans::{BanPolicy, Bans};
 use super::key::Key;
-use super::{OnFull, Stats, SweepCursor};
+use super::{OnFull, Outcome, Stats, SweepCursor};
 use crate::algorithm::{Algorithm, Decision};
 use crate::clock::{AnyClock, Clock, Nanos};
 use crate::error::{Error, Result};
@@ -72,6 +73,7 @@ pub struct MemoryStore<A: Algorithm> {
     rejected_full: AtomicU64,
     expired_removed: AtomicU64,
     cleanup_runs: AtomicU64,
+    bans: Bans,
 }
 
 impl<A: Algorithm> MemoryStore<A> {
@@ -101,7 +103,14 @@ impl<A: Algorithm> MemoryStore<A> {
             rejected_full: AtomicU64::new(0),
             expired_removed: AtomicU64::new(0),
             cleanup_runs: AtomicU64::new(0),
+            bans: Bans::new(None),
         }
+    }
+
+    /// Bans keys refused as `policy` says (None: only `ban()` bans).
+    pub fn with_bans(mut self, policy: Option<BanPolicy>) -> Self {
+        self.bans = Bans::new(policy);
+        self
     }
 
     /// The algorithm deciding hits.
@@ -129,9 +138,23 @@ impl<A: Algorithm> MemoryStore<A> {
     /// Decides one hit of `cost` on `key`, spending it if admitted.
     #[inline]
     pub fn hit(&self, key: &[u8], cost: u64) -> Result<Decision> {
+        self.hit_outcome(key, cost).map(|o| o.decision)
+    }
+
+    /// Decides one hit of `cost` on `key`, spending it if admitted, and
+    /// says whether a ban refused it (or this refusal began one).
+    #[inline]
+    pub fn hit_outcome(&self, key: &[u8], cost: u64) -> Result<Outcome> {
         self.validate_cost(cost)?;
-        let decision = match self.map.get_mut(key) {
-            Some(mut state) => self.algorithm.acquire(&mut state, self.clock.now(), cost),
+        if let Some(outcome) = self.banned(key) {
+            self.blocked.fetch_add(1, Relaxed);
+            return Ok(outcome);
+        }
+        let (decision, tracked) = match self.map.get_mut(key) {
+            Some(mut state) => (
+                self.algorithm.acquire(&mut state, self.clock.now(), cost),
+                true,
+            ),
             None => self.hit_new(key, cost),
         };
         let counter = if decision.allowed {
@@ -140,24 +163,55 @@ impl<A: Algorithm> MemoryStore<A> {
             &self.blocked
         };
         counter.fetch_add(1, Relaxed);
-        Ok(decision)
+        let mut outcome = Outcome::from(decision);
+        if !decision.allowed && tracked && self.bans.policy().is_some() {
+            if let Some(ban) = self.bans.refused(key, self.clock.now()) {
+                // This refusal began a ban: the next admission waits for it.
+                let d = &mut outcome.decision;
+                d.retry_after = d.retry_after.max(ban);
+                d.reset_after = d.reset_after.max(ban);
+                outcome.banned = true;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The answer for a banned key, if `key` is banned now.
+    #[inline]
+    fn banned(&self, key: &[u8]) -> Option<Outcome> {
+        let left = self.bans.check(key, || self.clock.now())?;
+        Some(Outcome {
+            decision: Decision {
+                allowed: false,
+                limit: self.algorithm.limit(),
+                remaining: 0,
+                reset_after: left,
+                retry_after: left,
+            },
+            banned: true,
+            denied: false,
+            shadow_refused: false,
+        })
     }
 
     /// The miss path: the only place a key is copied. Another thread may have
     /// inserted the key since the lookup, so go through the entry.
     #[cold]
     #[inline(never)]
-    fn hit_new(&self, key: &[u8], cost: u64) -> Decision {
+    /// Whether the key is tracked comes with the decision (a refusal of a
+    /// full store's new key counts toward no ban).
+    fn hit_new(&self, key: &[u8], cost: u64) -> (Decision, bool) {
         if let Some(max) = self.max_keys {
             if self.len.load(Relaxed) >= max && !self.make_room() {
-                return self.full(cost);
+                return (self.full(cost), false);
             }
         }
         match self.map.entry(key.into()) {
-            Entry::Occupied(mut entry) => {
+            Entry::Occupied(mut entry) => (
                 self.algorithm
-                    .acquire(entry.get_mut(), self.clock.now(), cost)
-            }
+                    .acquire(entry.get_mut(), self.clock.now(), cost),
+                true,
+            ),
             Entry::Vacant(entry) => {
                 let now = self.clock.now();
                 let mut state = self.algorithm.fresh(now);
@@ -169,11 +223,12 @@ impl<A: Algorithm> MemoryStore<A> {
                     // may have taken the last slot since the check above.
                     if !self.take_slot() {
                         drop(entry);
-                        return self.full(cost);
+                        return (self.full(cost), false);
                     }
                     entry.insert(state);
                 }
-                decision
+                // A fresh state refuses nothing valid: never a ban's start.
+                (decision, true)
             }
         }
     }
@@ -253,7 +308,15 @@ impl<A: Algorithm> MemoryStore<A> {
     /// hit would, so peeking a key that is never hit again scans its expired
     /// entries once, not on every call.
     pub fn peek(&self, key: &[u8]) -> Decision {
-        match self.map.get_mut(key) {
+        self.peek_outcome(key).decision
+    }
+
+    /// [`peek`](Self::peek), saying whether a ban answers.
+    pub fn peek_outcome(&self, key: &[u8]) -> Outcome {
+        if let Some(outcome) = self.banned(key) {
+            return outcome;
+        }
+        Outcome::from(match self.map.get_mut(key) {
             Some(mut state) => {
                 let now = self.clock.now();
                 self.algorithm.prune(&mut state, now);
@@ -263,7 +326,7 @@ impl<A: Algorithm> MemoryStore<A> {
                 let now = self.clock.now();
                 self.algorithm.peek(&self.algorithm.fresh(now), now)
             }
-        }
+        })
     }
 
     /// Calls `f` with `key`'s stored state, if it has any (under its shard's
@@ -272,8 +335,10 @@ impl<A: Algorithm> MemoryStore<A> {
         self.map.get(key).map(|state| f(&state))
     }
 
-    /// Drops `key`'s state. Returns whether it had any.
+    /// Drops `key`'s state, ban and refusals included. Returns whether it
+    /// had rate state.
     pub fn reset(&self, key: &[u8]) -> bool {
+        self.bans.unban(key, self.clock.now());
         // Through the entry, so the count drops under the same shard lock
         // as the key (`reset` is rare: copying the key here is fine).
         match self.map.entry(key.into()) {
@@ -295,6 +360,7 @@ impl<A: Algorithm> MemoryStore<A> {
     /// keys inserted, reset or swept meanwhile keep the count exact.
     pub fn clear(&self) {
         let _pass = fork::enter();
+        self.bans.clear();
         let mut removed = 0;
         for shard in self.map.shards() {
             let mut table = shard.write();
@@ -389,6 +455,10 @@ impl<A: Algorithm> MemoryStore<A> {
     /// Counts a finished sweep that removed `removed` keys, and after a
     /// large one hands the freed memory back to the operating system.
     pub fn record_sweep(&self, removed: usize) {
+        {
+            let _pass = fork::enter();
+            self.bans.sweep(self.clock.now());
+        }
         self.expired_removed.fetch_add(removed as u64, Relaxed);
         self.cleanup_runs.fetch_add(1, Relaxed);
         if removed >= TRIM_AFTER {
@@ -447,7 +517,35 @@ impl<A: Algorithm> MemoryStore<A> {
             rejected_full: self.rejected_full.load(Relaxed),
             expired_removed: self.expired_removed.load(Relaxed),
             cleanup_runs: self.cleanup_runs.load(Relaxed),
+            bans: self.bans.begun(),
+            banned_keys: self.bans.banned_keys(self.clock.now()) as u64,
         }
+    }
+
+    /// Bans `key` for `duration` from now (replacing any ban it has).
+    pub fn ban(&self, key: &[u8], duration: Nanos) -> Result<()> {
+        let max = super::bans::MAX_BAN_SECONDS * crate::clock::NANOS_PER_SEC;
+        if duration == 0 || duration > max {
+            return Err(Error::invalid(
+                "seconds",
+                format!(
+                    "must be more than 0 and at most {} seconds",
+                    super::bans::MAX_BAN_SECONDS
+                ),
+            ));
+        }
+        self.bans.ban(key, self.clock.now(), duration);
+        Ok(())
+    }
+
+    /// Lifts `key`'s ban; whether it was banned.
+    pub fn unban(&self, key: &[u8]) -> bool {
+        self.bans.unban(key, self.clock.now())
+    }
+
+    /// How long `key` stays banned (None: not banned).
+    pub fn banned_for(&self, key: &[u8]) -> Option<Nanos> {
+        self.bans.banned_for(key, self.clock.now())
     }
 
     /// The time the store's clock reads now.

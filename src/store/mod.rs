@@ -8,7 +8,10 @@ mod key;
 mod memory;
 pub mod redis;
 
+pub use bans::BanPolicy;
 pub use memory::{MemoryStore, SweepStep, SWEEP_CHUNK};
+
+use crate::algorithm::Decision;
 
 /// Activity counters of one limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -27,6 +30,35 @@ pub struct Stats {
     pub expired_removed: u64,
     /// Sweeps completed (janitor runs and `cleanup_expired` calls).
     pub cleanup_runs: u64,
+    /// Bans begun (automatic and manual).
+    pub bans: u64,
+    /// Keys banned now.
+    pub banned_keys: u64,
+}
+
+/// A decision and what, beyond the algorithm's arithmetic, made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The decision as the caller sees it.
+    pub decision: Decision,
+    /// Refused because the key is banned (or this refusal began a ban).
+    pub banned: bool,
+    /// Refused because the key is on the deny list.
+    pub denied: bool,
+    /// Would have been refused, admitted by shadow mode instead.
+    pub shadow_refused: bool,
+}
+
+impl From<Decision> for Outcome {
+    #[inline]
+    fn from(decision: Decision) -> Self {
+        Self {
+            decision,
+            banned: false,
+            denied: false,
+            shadow_refused: false,
+        }
+    }
 }
 
 impl Stats {
