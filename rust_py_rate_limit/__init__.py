@@ -22,6 +22,20 @@ from rust_py_rate_limit.exceptions import RateLimitExceeded, StorageError
 from rust_py_rate_limit.limiter import RateLimiter
 from rust_py_rate_limit.logs import enable_logging
 
+
+def hello() -> str:
+    """A greeting naming the library, as 0.3.1 returned it.
+
+    Returns:
+        ``"Hello from rust-py-rate-limit! Fast local rate limiting for Python,
+        powered by Rust."``
+    """
+    return (
+        "Hello from rust-py-rate-limit! "
+        "Fast local rate limiting for Python, powered by Rust."
+    )
+
+
 # At exit, let results being handed from Tokio to Python land first (see
 # src/py/bridge.rs); no background thread touches Python after that.
 _atexit.register(_quiesce)
@@ -38,5 +52,6 @@ __all__ = [
     "StorageError",
     "__version__",
     "enable_logging",
+    "hello",
     "rate_limit",
 ]

@@ -8,6 +8,9 @@ Example:
 
     @limiter.limit(lambda user_id: f"user:{user_id}", wait=True)
     async def fetch(user_id: int) -> dict: ...
+
+    @limiter.limit("report", on_refused=lambda exc: f"retry in {exc.retry_after}s")
+    def report() -> str: ...
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ __all__ = ["rate_limit"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 KeySpec = str | Callable[..., str]
-OnBlocked = Callable[[RateLimitExceeded], Any]
+#: Called with the decorated function's own arguments (as in 0.3.1).
+OnBlocked = Callable[..., Any]
+#: Called with the `RateLimitExceeded` of the refused call.
+OnRefused = Callable[[RateLimitExceeded], Any]
+#: What the wrappers call on a refusal: (refusal, args, kwargs) -> result.
+_Fallback = Callable[[RateLimitExceeded, tuple[Any, ...], dict[str, Any]], Any]
 
 
 class _Limiter(Protocol):
@@ -63,7 +71,28 @@ def _key_resolver(key: KeySpec) -> Callable[[tuple[Any, ...], dict[str, Any]], s
 
 
 def _refusal(key: str, decision: Decision) -> RateLimitExceeded:
-    return RateLimitExceeded(key, decision.limit, decision.retry_after_seconds)
+    return RateLimitExceeded(
+        key, limit=decision.limit, retry_after=decision.retry_after_seconds
+    )
+
+
+def _fallback(
+    on_blocked: OnBlocked | None, on_refused: OnRefused | None
+) -> _Fallback | None:
+    """What a refused call returns instead of raising, if anything."""
+    if on_blocked is not None and on_refused is not None:
+        raise ValueError("give on_blocked or on_refused, not both")
+    if on_blocked is not None:
+        if not callable(on_blocked):
+            raise TypeError("on_blocked must be callable")
+        blocked = on_blocked
+        return lambda refusal, args, kwargs: blocked(*args, **kwargs)
+    if on_refused is not None:
+        if not callable(on_refused):
+            raise TypeError("on_refused must be callable")
+        refused = on_refused
+        return lambda refusal, args, kwargs: refused(refusal)
+    return None
 
 
 def rate_limit(
@@ -72,6 +101,7 @@ def rate_limit(
     *,
     cost: int = 1,
     on_blocked: OnBlocked | None = None,
+    on_refused: OnRefused | None = None,
     wait: bool = False,
     timeout: float | None = None,
 ) -> Callable[[F], F]:
@@ -82,9 +112,13 @@ def rate_limit(
         key: A fixed key, or a callable given the decorated function's
             arguments that returns the key.
         cost: Units each call spends.
-        on_blocked: Called with the `RateLimitExceeded` of a refused call;
-            its result (awaited, for a coroutine function, if awaitable) is
-            returned instead of raising.
+        on_blocked: Called with the decorated function's own arguments
+            (``on_blocked(*args, **kwargs)``, as in 0.3.1) when a call is
+            refused; its result is returned instead of raising.
+        on_refused: Called with the `RateLimitExceeded` of a refused call;
+            its result is returned instead of raising. Give ``on_blocked``
+            or ``on_refused``, not both. For a coroutine function, the
+            result of either is awaited if it is awaitable.
         wait: Wait for admission (``acquire`` / ``wait``) instead of
             refusing.
         timeout: With ``wait``: seconds to wait at most before refusing.
@@ -107,8 +141,7 @@ def rate_limit(
         raise ValueError(
             f"cost must be between 1 and the capacity ({limiter.capacity}), got {cost}"
         )
-    if on_blocked is not None and not callable(on_blocked):
-        raise TypeError("on_blocked must be callable")
+    fallback = _fallback(on_blocked, on_refused)
     if not isinstance(wait, bool):
         raise TypeError(f"wait must be a bool, not {type(wait).__name__}")
     timeout = check_timeout(timeout)
@@ -128,9 +161,9 @@ def rate_limit(
                     if decision.allowed:
                         return await func(*args, **kwargs)
                 refusal = _refusal(key, decision)
-                if on_blocked is None:
+                if fallback is None:
                     raise refusal
-                result = on_blocked(refusal)
+                result = fallback(refusal, args, kwargs)
                 return await result if inspect.isawaitable(result) else result
 
             return cast(F, async_wrapper)
@@ -147,9 +180,9 @@ def rate_limit(
                 if decision.allowed:
                     return func(*args, **kwargs)
             refusal = _refusal(key, decision)
-            if on_blocked is None:
+            if fallback is None:
                 raise refusal
-            return on_blocked(refusal)
+            return fallback(refusal, args, kwargs)
 
         return cast(F, wrapper)
 

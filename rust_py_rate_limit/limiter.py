@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import inspect
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -33,22 +34,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 class RateLimiter(RateLimiterCore):
     """A thread-safe rate limiter whose decisions are made in Rust.
 
+    The first five arguments may be given by position, in 0.3.1's order
+    (``limit, window_seconds, algorithm, max_keys, cleanup_interval``); the
+    others are keyword-only.
+
     Args:
         limit: Units admitted per window (with ``window_seconds``).
         window_seconds: The window length in whole seconds.
+        algorithm: ``"fixed"`` (default), ``"sliding"``, ``"sliding_log"``,
+            ``"token_bucket"`` or ``"gcra"``.
+        max_keys: At most this many keys are stored (default: unbounded).
+        cleanup_interval: Seconds between background sweeps of expired keys
+            (default: no background sweeps).
         rate: Instead of ``limit``/``window_seconds``: a rate string such as
             ``"100/minute"``, or several (``"10/second;1000/hour"`` or a
             list) for a compound limit.
-        algorithm: ``"fixed"`` (default), ``"sliding"``, ``"sliding_log"``,
-            ``"token_bucket"`` or ``"gcra"``.
         burst: Bucket capacity for ``token_bucket`` and ``gcra``.
         clock: A `ManualClock` for tests; the monotonic clock by default.
-        max_keys: At most this many keys are stored (default: unbounded).
         on_full: When ``max_keys`` keys are stored and none has expired, a
             new key is refused (``"deny"``, the default) or admitted without
             being tracked (``"allow"``).
-        cleanup_interval: Seconds between background sweeps of expired keys
-            (default: no background sweeps).
+        storage: ``"memory"`` (default) or a Redis URL.
+        key_prefix: With Redis: the namespace of the limiter's keys.
+        timeout: With Redis: the deadline of one operation, in seconds.
+        on_error: With Redis: what a failed operation turns into
+            (``"allow"``, ``"deny"`` or ``"raise"``).
 
     Example:
         >>> limiter = RateLimiter(limit=2, window_seconds=60)
@@ -64,14 +74,14 @@ class RateLimiter(RateLimiterCore):
             cls,
             limit: int | None = None,
             window_seconds: int | None = None,
+            algorithm: AlgorithmName = "fixed",
+            max_keys: int | None = None,
+            cleanup_interval: float | None = None,
             *,
             rate: str | Sequence[str] | None = None,
-            algorithm: AlgorithmName = "fixed",
             burst: int | None = None,
             clock: ManualClock | None = None,
-            max_keys: int | None = None,
             on_full: Literal["deny", "allow"] = "deny",
-            cleanup_interval: float | None = None,
             storage: str = "memory",
             key_prefix: str = "rust_py_rate_limit",
             timeout: float = 0.05,
@@ -82,7 +92,7 @@ class RateLimiter(RateLimiterCore):
 
         def __new__(cls, *args: Any, **kwargs: Any) -> Any:
             if len(args) > 2 or not _PARAMETERS.issuperset(kwargs):
-                _refuse_arguments(cls, args, kwargs)
+                _check_arguments(cls, args, kwargs)
             # A Redis store needs awaitables that really wait on the network,
             # subclasses included.
             if kwargs.get("storage") not in (None, "memory"):
@@ -102,6 +112,17 @@ class RateLimiter(RateLimiterCore):
 
     async def __aexit__(self, *exc: object) -> None:
         self.stop_cleanup()
+
+    # -- reporting ----------------------------------------------------------
+
+    def stats_json(self) -> str:
+        """`stats` as compact JSON, keys in the same order.
+
+        Example:
+            >>> RateLimiter(limit=3, window_seconds=60).stats_json()[:42]
+            '{"allowed":0,"blocked":0,"total_checks":0,'
+        """
+        return json.dumps(self.stats(), separators=(",", ":"))
 
     # -- awaitable twins --------------------------------------------------
 
@@ -204,16 +225,25 @@ class RateLimiter(RateLimiterCore):
         key: str | Callable[..., str],
         *,
         cost: int = 1,
-        on_blocked: Callable[[RateLimitExceeded], Any] | None = None,
+        on_blocked: Callable[..., Any] | None = None,
+        on_refused: Callable[[RateLimitExceeded], Any] | None = None,
         wait: bool = False,
         timeout: float | None = None,
     ) -> Callable[[F], F]:
         """Decorator: rate-limits a function under ``key``.
 
-        See `rust_py_rate_limit.decorators.rate_limit` for the options.
+        See `rust_py_rate_limit.decorators.rate_limit` for the options:
+        ``on_blocked`` is called with the function's own arguments,
+        ``on_refused`` with the `RateLimitExceeded`.
         """
         return rate_limit(
-            self, key, cost=cost, on_blocked=on_blocked, wait=wait, timeout=timeout
+            self,
+            key,
+            cost=cost,
+            on_blocked=on_blocked,
+            on_refused=on_refused,
+            wait=wait,
+            timeout=timeout,
         )
 
 
@@ -225,22 +255,35 @@ _PARAMETERS = frozenset(
     for name, p in inspect.signature(RateLimiterCore).parameters.items()
     if p.kind is inspect.Parameter.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
 )
+# The arguments that may be given by position, in 0.3.1's order.
+_POSITIONAL = tuple(
+    name
+    for name, p in inspect.signature(RateLimiterCore).parameters.items()
+    if p.kind is p.POSITIONAL_OR_KEYWORD
+)
 
 
-def _refuse_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _check_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Raises the TypeError for arguments `RateLimiter` does not take, naming
     the class the caller used (not the native base) and, for a misspelt
-    keyword, the nearest valid one."""
+    keyword, the nearest valid one. Returns if the arguments are fine."""
     name = cls.__name__
-    if len(args) > 2:
+    if len(args) > len(_POSITIONAL):
         raise TypeError(
-            f"{name}() takes at most 2 positional arguments (limit, "
-            f"window_seconds) but {len(args)} were given; pass the others by keyword"
+            f"{name}() takes at most {len(_POSITIONAL)} positional arguments "
+            f"({', '.join(_POSITIONAL)}) but {len(args)} were given; pass the "
+            "others by keyword"
         )
-    unknown = sorted(set(kwargs) - _PARAMETERS)[0]
-    close = difflib.get_close_matches(unknown, sorted(_PARAMETERS), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise TypeError(f"{name}() got an unexpected keyword argument {unknown!r}{hint}")
+    for given in _POSITIONAL[: len(args)]:
+        if given in kwargs:
+            raise TypeError(f"{name}() got multiple values for argument {given!r}")
+    unknown = sorted(set(kwargs) - _PARAMETERS)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(_PARAMETERS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(
+            f"{name}() got an unexpected keyword argument {unknown[0]!r}{hint}"
+        )
 
 
 def _redis_class(cls: type) -> type:

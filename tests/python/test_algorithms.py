@@ -231,7 +231,7 @@ def test_eight_threads_admit_exactly_the_limit(options: dict[str, str]) -> None:
 def test_algorithm_names_and_aliases(name: str, canonical: str) -> None:
     limiter = RateLimiter(5, 60, algorithm=name)  # type: ignore[arg-type]
     assert limiter.algorithm == canonical
-    assert f"algorithm='{canonical}'" in repr(limiter)
+    assert f'algorithm="{canonical}"' in repr(limiter)
 
 
 def test_unknown_algorithm_lists_the_valid_ones() -> None:

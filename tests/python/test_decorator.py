@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import pickle
 
 import pytest
 
@@ -113,14 +114,26 @@ def test_bad_decorator_arguments() -> None:
         f()
 
 
-def test_exception_message_and_pickle_args() -> None:
-    exc = RateLimitExceeded("k", 5, 12)
-    assert str(exc) == "rate limit exceeded for key 'k' (limit 5); retry after 12s"
-    assert exc.args == ("k", 5, 12)
+def test_exception_message_and_pickle() -> None:
+    exc = RateLimitExceeded("k", limit=5, retry_after=12)
+    assert str(exc) == "Rate limit exceeded for key='k' (limit=5); retry after 12s"
+    assert exc.args == (str(exc),)
     assert isinstance(exc, Exception)
+    again = pickle.loads(pickle.dumps(exc))
+    assert type(again) is RateLimitExceeded
+    assert (again.key, again.limit, again.retry_after) == ("k", 5, 12)
+    assert again.args == exc.args
 
 
-def test_on_blocked_result_is_returned_instead_of_raising() -> None:
+def test_exception_limit_and_retry_after_are_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        RateLimitExceeded("k", 5, 12)  # type: ignore[call-arg]
+    bare = RateLimitExceeded("k")
+    assert (bare.limit, bare.retry_after) == (None, None)
+    assert str(bare) == "Rate limit exceeded for key='k'"
+
+
+def test_on_refused_result_is_returned_instead_of_raising() -> None:
     limiter = RateLimiter(limit=1, window_seconds=60)
     seen: list[RateLimitExceeded] = []
 
@@ -128,7 +141,7 @@ def test_on_blocked_result_is_returned_instead_of_raising() -> None:
         seen.append(exc)
         return "cached"
 
-    @limiter.limit("k", on_blocked=fallback)
+    @limiter.limit("k", on_refused=fallback)
     def fresh() -> str:
         return "fresh"
 
@@ -137,13 +150,13 @@ def test_on_blocked_result_is_returned_instead_of_raising() -> None:
     assert (seen[0].key, seen[0].limit, seen[0].retry_after) == ("k", 1, 60)
 
 
-def test_on_blocked_on_coroutine_functions_may_be_async() -> None:
+def test_on_refused_on_coroutine_functions_may_be_async() -> None:
     limiter = RateLimiter(limit=1, window_seconds=60)
 
     async def fallback(exc: RateLimitExceeded) -> str:
         return f"later ({exc.retry_after}s)"
 
-    @limiter.limit("k", on_blocked=fallback)
+    @limiter.limit("k", on_refused=fallback)
     async def fresh() -> str:
         return "fresh"
 
@@ -214,6 +227,10 @@ def test_bad_wait_options() -> None:
         limiter.limit("k", wait=True, timeout=-1)
     with pytest.raises(TypeError, match="on_blocked"):
         limiter.limit("k", on_blocked="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="on_refused"):
+        limiter.limit("k", on_refused="x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="on_blocked or on_refused, not both"):
+        limiter.limit("k", on_blocked=lambda: 1, on_refused=lambda exc: 2)
 
 
 def test_cost_is_checked_against_the_capacity() -> None:

@@ -79,8 +79,12 @@ def test_a_misspelt_keyword_names_rate_limiter_and_the_nearest(
 def test_an_unrelated_keyword_and_extra_positionals() -> None:
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'zzz'$"):
         RateLimiter(5, 60, zzz=1)  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match=r"RateLimiter\(\) takes at most 2 positional"):
-        RateLimiter(5, 60, "fixed")  # type: ignore[call-arg]
+    with pytest.raises(
+        TypeError,
+        match=r"RateLimiter\(\) takes at most 5 positional arguments \(limit, "
+        r"window_seconds, algorithm, max_keys, cleanup_interval\) but 6 were given",
+    ):
+        RateLimiter(5, 60, "fixed", None, None, "5/minute")  # type: ignore[call-arg]
 
     class Mine(RateLimiter):
         pass
@@ -108,13 +112,13 @@ def test_repr_shows_the_storage_with_the_password_masked() -> None:
     assert "storage" not in repr(memory)
     lim = RateLimiter(5, 60, storage="redis://:s3cret@127.0.0.1:1/2")
     assert repr(lim) == (
-        "RateLimiter(limit=5, window_seconds=60, algorithm='fixed', "
-        "storage='redis://:***@127.0.0.1:1/2')"
+        'RateLimiter(limit=5, window_seconds=60, algorithm="fixed", '
+        'storage="redis://:***@127.0.0.1:1/2")'
     )
     unix = RateLimiter(5, 60, storage="unix:///tmp/r.sock?db=1&password=pw")
-    assert "storage='unix:///tmp/r.sock?db=1&password=***'" in repr(unix)
+    assert 'storage="unix:///tmp/r.sock?db=1&password=***"' in repr(unix)
     assert "s3cret" not in repr(lim)
-    assert "pw'" not in repr(unix)
+    assert 'pw"' not in repr(unix)
 
 
 # -- subclasses keep the network awaitables ---------------------------------------

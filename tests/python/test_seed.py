@@ -144,7 +144,7 @@ def test_properties() -> None:
     assert limiter.window_seconds == 60
     assert limiter.algorithm == "fixed"
     assert repr(limiter) == (
-        "RateLimiter(limit=100, window_seconds=60, algorithm='fixed')"
+        'RateLimiter(limit=100, window_seconds=60, algorithm="fixed")'
     )
 
 

@@ -4,7 +4,10 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use std::fmt::Write;
+
 use super::PyRateLimiter;
+use crate::store::OnFull;
 
 impl PyRateLimiter {
     /// The dict of `stats()`.
@@ -28,11 +31,14 @@ impl PyRateLimiter {
         Ok(dict)
     }
 
-    /// The text of `repr()`.
+    /// The text of `repr()`: 0.3.1's fields first, in its format (strings in
+    /// double quotes; `max_keys` and `cleanup_interval` only when set, the
+    /// interval as Rust prints a float: `5`, `0.5`), then the options 0.3.1
+    /// did not have, when not at their defaults.
     pub(super) fn repr_text(&self) -> String {
-        let limits = if self.spec.quotas.len() == 1 {
+        let mut text = if self.spec.quotas.len() == 1 {
             format!(
-                "limit={}, window_seconds={}",
+                "RateLimiter(limit={}, window_seconds={}",
                 self.max_requests(),
                 self.window_seconds()
             )
@@ -42,19 +48,25 @@ impl PyRateLimiter {
                 .iter()
                 .map(|(l, w)| format!("{l}/{w}s"))
                 .collect();
-            format!("rate='{}'", parts.join(";"))
+            format!("RateLimiter(rate={:?}", parts.join(";"))
         };
-        let burst = match (self.spec.burst, self.spec.kind.has_burst()) {
-            (Some(b), true) => format!(", burst={b}"),
-            _ => String::new(),
-        };
-        let storage = match &self.remote {
-            Some(remote) => format!(", storage='{}'", remote.url_shown()),
-            None => String::new(),
-        };
-        format!(
-            "RateLimiter({limits}, algorithm='{}'{burst}{storage})",
-            self.algorithm()
-        )
+        let _ = write!(text, ", algorithm={:?}", self.algorithm());
+        if let Some(max_keys) = self.spec.max_keys {
+            let _ = write!(text, ", max_keys={max_keys}");
+        }
+        if let Some(interval) = self.cleanup_interval() {
+            let _ = write!(text, ", cleanup_interval={interval}");
+        }
+        if self.spec.max_keys.is_some() && self.spec.on_full == OnFull::Allow {
+            text.push_str(", on_full=\"allow\"");
+        }
+        if let (Some(burst), true) = (self.spec.burst, self.spec.kind.has_burst()) {
+            let _ = write!(text, ", burst={burst}");
+        }
+        if let Some(remote) = &self.remote {
+            let _ = write!(text, ", storage={:?}", remote.url_shown());
+        }
+        text.push(')');
+        text
     }
 }
