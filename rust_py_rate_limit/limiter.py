@@ -14,7 +14,7 @@ import difflib
 import inspect
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from rust_py_rate_limit._native import Decision, ManualClock, RateLimiterCore
@@ -59,6 +59,16 @@ class RateLimiter(RateLimiterCore):
         timeout: With Redis: the deadline of one operation, in seconds.
         on_error: With Redis: what a failed operation turns into
             (``"allow"``, ``"deny"`` or ``"raise"``).
+        ban_after: Ban a key refused this many times within ``ban_within``
+            seconds (default: the first limit's window) for ``ban_seconds``:
+            every hit of a banned key is refused without touching its
+            counters (memory store).
+        ban_within: See ``ban_after``.
+        ban_seconds: See ``ban_after``.
+        allow_keys: Keys always admitted, never counted or stored.
+        deny_keys: Keys always refused (`Decision.denied`), no state kept.
+        shadow: Decide and count as usual, but admit what would be refused
+            (`Decision.shadow_refused`): see what a new limit would do.
 
     Example:
         >>> limiter = RateLimiter(limit=2, window_seconds=60)
@@ -86,6 +96,12 @@ class RateLimiter(RateLimiterCore):
             key_prefix: str = "rust_py_rate_limit",
             timeout: float = 0.05,
             on_error: Literal["allow", "deny", "raise"] = "allow",
+            ban_after: int | None = None,
+            ban_within: float | None = None,
+            ban_seconds: float | None = None,
+            allow_keys: Iterable[str] | None = None,
+            deny_keys: Iterable[str] | None = None,
+            shadow: bool = False,
         ) -> Self: ...
 
     else:
@@ -167,6 +183,18 @@ class RateLimiter(RateLimiterCore):
     async def acleanup_expired(self) -> int:
         """Awaitable twin of `cleanup_expired`."""
         return self.cleanup_expired()
+
+    async def aban(self, key: str, seconds: float) -> None:
+        """Awaitable twin of `ban`."""
+        self.ban(key, seconds)
+
+    async def aunban(self, key: str) -> bool:
+        """Awaitable twin of `unban`."""
+        return self.unban(key)
+
+    async def abanned_for(self, key: str) -> float | None:
+        """Awaitable twin of `banned_for`."""
+        return self.banned_for(key)
 
     # -- waiting for admission --------------------------------------------
 
@@ -320,13 +348,17 @@ class _RedisRateLimiter(RateLimiter):
     __slots__ = ()
 
     async def aallow(self, key: str, cost: int = 1) -> bool:
-        return (await self._adecide(key, cost)).allowed
+        return (await self.adecide(key, cost)).allowed
 
     async def acheck(self, key: str, cost: int = 1) -> CheckResult:
-        return (await self._adecide(key, cost)).to_dict()
+        return (await self.adecide(key, cost)).to_dict()
 
     async def adecide(self, key: str, cost: int = 1) -> Decision:
-        return await self._adecide(key, cost)
+        decision = await self._adecide(key, cost)
+        # Shadow mode applies once the store has answered.
+        if decision.allowed or not self.shadow:
+            return decision
+        return self._shadowed(decision)
 
     async def aremaining(self, key: str) -> int:
         return (await self._apeek(key)).remaining

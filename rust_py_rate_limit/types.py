@@ -56,6 +56,11 @@ class Stats(TypedDict):
         storage_errors: Failed storage operations (Redis only).
         breaker: The Redis circuit breaker, ``"closed"`` or ``"open"``
             (always ``"closed"`` for the memory store).
+        bans: Bans begun (by ``ban_after`` or ``ban()``).
+        banned_keys: Keys banned now.
+        denied: Hits refused by the deny list.
+        shadow_refused: Hits shadow mode admitted that would have been
+            refused.
     """
 
     allowed: int
@@ -67,3 +72,7 @@ class Stats(TypedDict):
     cleanup_runs: int
     storage_errors: int
     breaker: str
+    bans: int
+    banned_keys: int
+    denied: int
+    shadow_refused: int

@@ -7,6 +7,7 @@ use pyo3::types::PyDict;
 
 use crate::algorithm::Decision;
 use crate::clock::NANOS_PER_SEC;
+use crate::store::Outcome;
 
 fn seconds(nanos: u64) -> f64 {
     nanos as f64 / NANOS_PER_SEC as f64
@@ -17,11 +18,33 @@ fn seconds(nanos: u64) -> f64 {
 #[pyclass(frozen, module = "rust_py_rate_limit._native", name = "Decision")]
 pub struct PyDecision {
     inner: Decision,
+    banned: bool,
+    denied: bool,
+    shadow_refused: bool,
 }
 
 impl PyDecision {
     pub fn new(inner: Decision) -> Self {
-        Self { inner }
+        Self::from_outcome(Outcome::from(inner))
+    }
+
+    pub fn from_outcome(o: Outcome) -> Self {
+        Self {
+            inner: o.decision,
+            banned: o.banned,
+            denied: o.denied,
+            shadow_refused: o.shadow_refused,
+        }
+    }
+
+    /// The decision and its flags.
+    pub fn outcome(&self) -> Outcome {
+        Outcome {
+            decision: self.inner,
+            banned: self.banned,
+            denied: self.denied,
+            shadow_refused: self.shadow_refused,
+        }
     }
 }
 
@@ -31,6 +54,24 @@ impl PyDecision {
     #[getter]
     fn allowed(&self) -> bool {
         self.inner.allowed
+    }
+
+    /// Refused because the key is banned (or this refusal began its ban).
+    #[getter]
+    fn banned(&self) -> bool {
+        self.banned
+    }
+
+    /// Refused because the key is on the deny list.
+    #[getter]
+    fn denied(&self) -> bool {
+        self.denied
+    }
+
+    /// Would have been refused: admitted by shadow mode instead.
+    #[getter]
+    fn shadow_refused(&self) -> bool {
+        self.shadow_refused
     }
 
     /// The limit of the (most restrictive) rule that decided.
@@ -94,19 +135,32 @@ impl PyDecision {
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other
             .cast::<PyDecision>()
-            .is_ok_and(|o| o.get().inner == self.inner)
+            .is_ok_and(|o| o.get().outcome() == self.outcome())
     }
 
     fn __repr__(&self) -> String {
         let d = &self.inner;
-        format!(
-            "Decision(allowed={}, limit={}, remaining={}, reset_after={:?}, retry_after={:?})",
+        let mut text = format!(
+            "Decision(allowed={}, limit={}, remaining={}, reset_after={:?}, retry_after={:?}",
             if d.allowed { "True" } else { "False" },
             d.limit,
             d.remaining,
             seconds(d.reset_after),
             seconds(d.retry_after)
-        )
+        );
+        for (flag, name) in [
+            (self.banned, "banned"),
+            (self.denied, "denied"),
+            (self.shadow_refused, "shadow_refused"),
+        ] {
+            if flag {
+                text.push_str(", ");
+                text.push_str(name);
+                text.push_str("=True");
+            }
+        }
+        text.push(')');
+        text
     }
 }
 

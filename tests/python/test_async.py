@@ -212,6 +212,10 @@ def test_cancelled_acquire_leaves_nothing_behind() -> None:
         "cleanup_runs": 0,
         "storage_errors": 0,
         "breaker": "closed",
+        "bans": 0,
+        "banned_keys": 0,
+        "denied": 0,
+        "shadow_refused": 0,
     }
 
 

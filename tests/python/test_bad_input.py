@@ -85,6 +85,10 @@ def test_cost_below_one_is_value_error(method: str, cost: int) -> None:
         "cleanup_runs": 0,
         "storage_errors": 0,
         "breaker": "closed",
+        "bans": 0,
+        "banned_keys": 0,
+        "denied": 0,
+        "shadow_refused": 0,
     }
 
 

@@ -58,6 +58,10 @@ def test_eight_threads_on_one_key_admit_exactly_the_limit(round_: int) -> None:
         "cleanup_runs": 0,
         "storage_errors": 0,
         "breaker": "closed",
+        "bans": 0,
+        "banned_keys": 0,
+        "denied": 0,
+        "shadow_refused": 0,
     }
 
 

@@ -50,3 +50,15 @@ def test_drf_example() -> None:
     assert "GET /api/users #4: 429 Retry-After: 60" in out
     assert "GET /api/upload #1: 200" in out
     assert "GET /api/upload #2: 429" in out
+
+
+def test_abuse_example() -> None:
+    out = run("abuse.py")
+    assert "hit 4: allowed=False banned=False retry_after=60.0" in out
+    assert "hit 5: allowed=False banned=True retry_after=600.0" in out
+    assert "banned for: 600.0" in out
+    assert "after the ban: True" in out
+    assert "allow-listed: [True, True, True, True, True]" in out
+    assert "deny-listed denied: True" in out
+    assert "shadow would refuse: [False, False, True, True]" in out
+    assert "stats: {'allowed': 2, 'blocked': 2, 'shadow_refused': 2}" in out

@@ -119,6 +119,10 @@ def test_stats_counts() -> None:
         "cleanup_runs": 0,
         "storage_errors": 0,
         "breaker": "closed",
+        "bans": 0,
+        "banned_keys": 0,
+        "denied": 0,
+        "shadow_refused": 0,
     }
 
 

@@ -20,6 +20,11 @@ impl PyRateLimiter {
         self.inner.validate_cost(cost)?;
         let remote = self.remote()?.clone();
         let bytes = key_bytes(key)?.into_owned();
+        if let Some(listed) = self.listed(&bytes) {
+            let (future, complete) = bridge::completion::<PyDecision>(key.py())?;
+            complete(Ok(PyDecision::from_outcome(listed)));
+            return Ok(future);
+        }
         let now = self.remote_now();
         // On a single server, over the running loop's own connection: no
         // thread hop either way (see store::redis::link).

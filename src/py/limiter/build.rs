@@ -1,20 +1,22 @@
 //! Building a `RateLimiter` from the constructor's arguments, each checked
 //! and named in the error if refused.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyBool, PyBytes, PyFrozenSet, PyString};
 
 use std::sync::{Arc, Mutex};
 
+use super::guard::Guard;
 use super::PyRateLimiter;
 use crate::clock::AnyClock;
 use crate::limiter::{memory_limiter, AlgorithmKind, Spec};
-use crate::py::args::positive_int;
+use crate::py::args::{key_bytes, positive_int, seconds_to_nanos};
 use crate::py::options::{none_if_absent, quotas_from_rate, rename};
 use crate::rate::Quota;
+use crate::store::bans::MAX_BAN_AFTER;
 use crate::store::redis::RedisStore;
-use crate::store::OnFull;
+use crate::store::{BanPolicy, OnFull};
 
 /// The limits of `limit` and `window_seconds`, or of `rate`.
 pub(super) fn quotas(
@@ -105,7 +107,129 @@ pub(super) fn spec(
     Ok(Spec::new(kind, quotas, burst)?.with_max_keys(max_keys, on_full)?)
 }
 
+/// The ban policy of `ban_after`, `ban_within` (default: the first
+/// limit's window) and `ban_seconds`; None without `ban_after`.
+pub(super) fn bans(
+    spec: &Spec,
+    ban_after: Option<&Bound<'_, PyAny>>,
+    ban_within: Option<&Bound<'_, PyAny>>,
+    ban_seconds: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<BanPolicy>> {
+    let (after, within, seconds) = (
+        none_if_absent(ban_after),
+        none_if_absent(ban_within),
+        none_if_absent(ban_seconds),
+    );
+    let Some(after) = after else {
+        if within.is_some() || seconds.is_some() {
+            return Err(PyTypeError::new_err(
+                "ban_within and ban_seconds need ban_after (the refusals that begin a ban)",
+            ));
+        }
+        return Ok(None);
+    };
+    let after = positive_int(after, "ban_after", MAX_BAN_AFTER)?;
+    let Some(seconds) = seconds else {
+        return Err(PyTypeError::new_err(
+            "ban_after needs ban_seconds (how long a ban lasts)",
+        ));
+    };
+    let duration = seconds_to_nanos(seconds, "ban_seconds")?;
+    let within = match within {
+        Some(within) => seconds_to_nanos(within, "ban_within")?,
+        None => spec.quotas[0].window(),
+    };
+    Ok(Some(BanPolicy::new(after, within, duration)?))
+}
+
+/// The lists and shadow mode.
+pub(super) fn guard(
+    allow_keys: Option<&Bound<'_, PyAny>>,
+    deny_keys: Option<&Bound<'_, PyAny>>,
+    shadow: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Guard> {
+    let guard = Guard {
+        shadow: match none_if_absent(shadow) {
+            None => false,
+            Some(flag) => flag.cast::<PyBool>().map(|b| b.is_true()).map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "shadow must be a bool, not {}",
+                    flag.get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
+                ))
+            })?,
+        },
+        ..Guard::default()
+    };
+    if let Some(keys) = none_if_absent(allow_keys) {
+        guard.lists.set_allow(key_list(Some(keys), "allow_keys")?);
+    }
+    if let Some(keys) = none_if_absent(deny_keys) {
+        guard.lists.set_deny(key_list(Some(keys), "deny_keys")?);
+    }
+    Ok(guard)
+}
+
+/// The keys of an iterable of `str` (a lone `str` is refused: it would be
+/// read as its characters).
+pub(super) fn key_list(keys: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Vec<Box<[u8]>>> {
+    let Some(keys) = keys.filter(|k| !k.is_none()) else {
+        return Ok(Vec::new());
+    };
+    if keys.is_instance_of::<PyString>() || keys.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be an iterable of str keys, not a single {}",
+            keys.get_type().name()?
+        )));
+    }
+    let iter = keys.try_iter().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{name} must be an iterable of str keys, not {}",
+            keys.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    let mut out = Vec::new();
+    for key in iter {
+        let key = key?;
+        if !key.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(format!(
+                "{name} must hold str keys, found {}",
+                key.get_type().name()?
+            )));
+        }
+        out.push(key_bytes(&key)?.into_owned().into_boxed_slice());
+    }
+    Ok(out)
+}
+
+/// A frozenset of the keys of a list, as `str`.
+pub(super) fn key_set<'py>(
+    py: Python<'py>,
+    keys: Vec<Box<[u8]>>,
+) -> PyResult<Bound<'py, PyFrozenSet>> {
+    let strs = keys
+        .iter()
+        .map(|k| PyBytes::new(py, k).call_method1("decode", ("utf-8", "surrogatepass")))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyFrozenSet::new(py, strs)
+}
+
 impl PyRateLimiter {
+    /// Refuses an operation the Redis store does not have yet.
+    pub(super) fn memory_only(&self, what: &str) -> PyResult<()> {
+        if self.remote.is_some() {
+            return Err(PyRuntimeError::new_err(format!(
+                "{what}() is not available with a Redis storage yet"
+            )));
+        }
+        Ok(())
+    }
+
     /// The limiter of `spec` on `clock` (and `remote`, for a Redis store),
     /// its janitor started if `cleanup_interval` is given.
     pub(super) fn assemble(
@@ -113,6 +237,7 @@ impl PyRateLimiter {
         clock: AnyClock,
         remote: Option<Arc<RedisStore>>,
         cleanup_interval: Option<&Bound<'_, PyAny>>,
+        guard: Guard,
     ) -> PyResult<Self> {
         let inner = memory_limiter(&spec, clock.clone())?;
         let limiter = Self {
@@ -121,6 +246,7 @@ impl PyRateLimiter {
             janitor: Mutex::new(None),
             remote,
             clock,
+            guard,
         };
         if let Some(interval) = none_if_absent(cleanup_interval) {
             limiter

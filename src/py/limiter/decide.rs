@@ -13,6 +13,7 @@ use crate::py::args::{int_value, key_bytes, Cost};
 use crate::py::options::blocking;
 use crate::rate::Quota;
 use crate::store::redis::RedisStore;
+use crate::store::Outcome;
 
 impl PyRateLimiter {
     /// cost given as `None` is a `TypeError`, like any other non-int.
@@ -30,13 +31,29 @@ impl PyRateLimiter {
         }
     }
 
+    /// One hit: the lists first, then the store, then shadow mode.
     #[inline]
-    pub(super) fn hit(&self, key: &Bound<'_, PyAny>, cost: Cost<'_, '_>) -> PyResult<Decision> {
+    pub(super) fn hit(&self, key: &Bound<'_, PyAny>, cost: Cost<'_, '_>) -> PyResult<Outcome> {
         let cost = self.cost(cost)?;
-        if let Some(remote) = &self.remote {
-            return self.remote_hit(key.py(), remote, key_bytes(key)?.into_owned(), cost);
+        let bytes = key_bytes(key)?;
+        if let Some(listed) = self.listed(&bytes) {
+            self.inner.validate_cost(cost)?;
+            return Ok(listed);
         }
-        Ok(self.inner.hit(&key_bytes(key)?, cost)?)
+        let outcome = match &self.remote {
+            Some(remote) => {
+                Outcome::from(self.remote_hit(key.py(), remote, bytes.into_owned(), cost)?)
+            }
+            None => self.inner.hit_outcome(&bytes, cost)?,
+        };
+        Ok(self.guard.shadow(outcome))
+    }
+
+    /// The answer of the allow or deny list for `key`, if it is on one.
+    #[inline]
+    pub(super) fn listed(&self, key: &[u8]) -> Option<Outcome> {
+        let first = self.first();
+        self.guard.listed(key, first.limit(), first.window())
     }
 
     /// The clock of a ManualClock limiter, in microseconds, for the Redis
@@ -61,14 +78,20 @@ impl PyRateLimiter {
         blocking(py, || remote.hit_blocking(&key, cost, now))
     }
 
-    pub(super) fn peek_decision(&self, key: &Bound<'_, PyAny>) -> PyResult<Decision> {
+    /// What `key` would see now, spending nothing (lists and bans count;
+    /// shadow mode does not: a peek reports the truth).
+    pub(super) fn peek_outcome(&self, key: &Bound<'_, PyAny>) -> PyResult<Outcome> {
+        let bytes = key_bytes(key)?;
+        if let Some(listed) = self.listed(&bytes) {
+            return Ok(listed);
+        }
         match &self.remote {
             Some(remote) => {
-                let bytes = key_bytes(key)?.into_owned();
+                let bytes = bytes.into_owned();
                 let now = self.remote_now();
-                blocking(key.py(), || remote.peek_blocking(&bytes, now))
+                blocking(key.py(), || remote.peek_blocking(&bytes, now)).map(Outcome::from)
             }
-            None => Ok(self.inner.peek(&key_bytes(key)?)),
+            None => Ok(self.inner.peek_outcome(&bytes)),
         }
     }
 

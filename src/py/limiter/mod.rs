@@ -5,14 +5,16 @@ mod awaitable;
 mod build;
 mod cleanup;
 mod decide;
+mod guard;
 mod report;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyFrozenSet};
 
 use std::sync::{Arc, Mutex};
 
-use super::args::{key_bytes, Cost};
+use super::args::{key_bytes, seconds_to_nanos, Cost};
 use super::bridge;
 use super::decision::{check_dict, PyDecision};
 use super::options::{block_on, clock_from, remote_from};
@@ -20,6 +22,7 @@ use crate::clock::{AnyClock, NANOS_PER_SEC};
 use crate::janitor::Janitor;
 use crate::limiter::{Limiter, Spec};
 use crate::store::redis::RedisStore;
+use guard::Guard;
 
 /// The native half of `rust_py_rate_limit.RateLimiter`: every decision and
 /// all state. The Python subclass adds the awaitable twins, the decorator and
@@ -38,6 +41,7 @@ pub struct PyRateLimiter {
     /// state of the same shape.
     remote: Option<Arc<RedisStore>>,
     clock: AnyClock,
+    guard: Guard,
 }
 
 #[pymethods]
@@ -58,7 +62,13 @@ impl PyRateLimiter {
         key_prefix = None,
         timeout = None,
         on_error = None,
-    ), text_signature = "(limit=None, window_seconds=None, algorithm='fixed', max_keys=None, cleanup_interval=None, *, rate=None, burst=None, clock=None, on_full='deny', storage='memory', key_prefix='rust_py_rate_limit', timeout=0.05, on_error='allow')")]
+        ban_after = None,
+        ban_within = None,
+        ban_seconds = None,
+        allow_keys = None,
+        deny_keys = None,
+        shadow = None,
+    ), text_signature = "(limit=None, window_seconds=None, algorithm='fixed', max_keys=None, cleanup_interval=None, *, rate=None, burst=None, clock=None, on_full='deny', storage='memory', key_prefix='rust_py_rate_limit', timeout=0.05, on_error='allow', ban_after=None, ban_within=None, ban_seconds=None, allow_keys=None, deny_keys=None, shadow=False)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: Option<&Bound<'_, PyAny>>,
@@ -74,18 +84,89 @@ impl PyRateLimiter {
         key_prefix: Option<&Bound<'_, PyAny>>,
         timeout: Option<&Bound<'_, PyAny>>,
         on_error: Option<&Bound<'_, PyAny>>,
+        ban_after: Option<&Bound<'_, PyAny>>,
+        ban_within: Option<&Bound<'_, PyAny>>,
+        ban_seconds: Option<&Bound<'_, PyAny>>,
+        allow_keys: Option<&Bound<'_, PyAny>>,
+        deny_keys: Option<&Bound<'_, PyAny>>,
+        shadow: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let quotas = build::quotas(limit, window_seconds, rate)?;
         let spec = build::spec(quotas, algorithm, burst, max_keys, on_full)?;
+        let ban = build::bans(&spec, ban_after, ban_within, ban_seconds)?;
+        let spec = spec.with_bans(ban);
+        let guard = build::guard(allow_keys, deny_keys, shadow)?;
         let clock = clock_from(clock)?;
         let remote = remote_from(&spec, storage, key_prefix, timeout, on_error)?;
-        Self::assemble(spec, clock, remote, cleanup_interval)
+        if remote.is_some() && spec.ban.is_some() {
+            return Err(PyValueError::new_err(
+                "ban_after is not available with a Redis storage yet: use ban_after with \
+                 the memory store",
+            ));
+        }
+        Self::assemble(spec, clock, remote, cleanup_interval, guard)
+    }
+
+    /// Bans `key` for `seconds`, whatever its counts (replacing any ban).
+    fn ban(&self, key: &Bound<'_, PyAny>, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
+        let duration = seconds_to_nanos(seconds, "seconds")?;
+        self.memory_only("ban")?;
+        Ok(self.inner.ban(&key_bytes(key)?, duration)?)
+    }
+
+    /// Lifts `key`'s ban; returns whether it was banned.
+    fn unban(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.memory_only("unban")?;
+        Ok(self.inner.unban(&key_bytes(key)?))
+    }
+
+    /// Seconds `key` stays banned, or None when it is not banned.
+    fn banned_for(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+        self.memory_only("banned_for")?;
+        Ok(self
+            .inner
+            .banned_for(&key_bytes(key)?)
+            .map(|n| n as f64 / NANOS_PER_SEC as f64))
+    }
+
+    /// Keys always admitted, never counted or stored.
+    #[getter]
+    fn allow_keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyFrozenSet>> {
+        build::key_set(py, self.guard.lists.allow())
+    }
+
+    #[setter]
+    fn set_allow_keys(&self, keys: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.guard
+            .lists
+            .set_allow(build::key_list(Some(keys), "allow_keys")?);
+        Ok(())
+    }
+
+    /// Keys always refused, with no state kept.
+    #[getter]
+    fn deny_keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyFrozenSet>> {
+        build::key_set(py, self.guard.lists.deny())
+    }
+
+    #[setter]
+    fn set_deny_keys(&self, keys: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.guard
+            .lists
+            .set_deny(build::key_list(Some(keys), "deny_keys")?);
+        Ok(())
+    }
+
+    /// Whether refusals are admitted and counted instead (shadow mode).
+    #[getter]
+    fn shadow(&self) -> bool {
+        self.guard.shadow
     }
 
     /// Spends `cost` on `key` if the limit allows it; returns whether it did.
     #[pyo3(signature = (key, cost = Cost::Omitted), text_signature = "(self, key, cost=1)")]
     fn allow(&self, key: &Bound<'_, PyAny>, cost: Cost<'_, '_>) -> PyResult<bool> {
-        Ok(self.hit(key, cost)?.allowed)
+        Ok(self.hit(key, cost)?.decision.allowed)
     }
 
     /// Like `allow`, returning the whole decision as a dict.
@@ -95,24 +176,24 @@ impl PyRateLimiter {
         key: &Bound<'py, PyAny>,
         cost: Cost<'_, 'py>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let decision = self.hit(key, cost)?;
-        check_dict(key.py(), &decision)
+        let outcome = self.hit(key, cost)?;
+        check_dict(key.py(), &outcome.decision)
     }
 
     /// Like `check`, returning a `Decision` with exact times.
     #[pyo3(signature = (key, cost = Cost::Omitted), text_signature = "(self, key, cost=1)")]
     fn decide(&self, key: &Bound<'_, PyAny>, cost: Cost<'_, '_>) -> PyResult<PyDecision> {
-        Ok(PyDecision::new(self.hit(key, cost)?))
+        Ok(PyDecision::from_outcome(self.hit(key, cost)?))
     }
 
     /// Units `key` can still spend now; spends nothing.
     fn remaining(&self, key: &Bound<'_, PyAny>) -> PyResult<u64> {
-        Ok(self.peek_decision(key)?.remaining)
+        Ok(self.peek_outcome(key)?.decision.remaining)
     }
 
     /// What a hit of cost 1 on `key` would get now; spends nothing.
     fn peek(&self, key: &Bound<'_, PyAny>) -> PyResult<PyDecision> {
-        Ok(PyDecision::new(self.peek_decision(key)?))
+        Ok(PyDecision::from_outcome(self.peek_outcome(key)?))
     }
 
     /// Drops `key`'s state; returns whether it had any.
@@ -183,6 +264,12 @@ impl PyRateLimiter {
         cost: Cost<'_, 'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.adecide_future(key, cost)
+    }
+
+    /// A refused decision as shadow mode admits it (the awaited Redis path
+    /// applies shadow mode after the store answered).
+    fn _shadowed(&self, decision: &Bound<'_, PyDecision>) -> PyDecision {
+        PyDecision::from_outcome(self.guard.shadow(decision.get().outcome()))
     }
 
     /// The state of the running event loop's own connection to the Redis

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::PyRateLimiter;
 use crate::store::OnFull;
@@ -28,6 +29,11 @@ impl PyRateLimiter {
         dict.set_item(intern!(py, "cleanup_runs"), s.cleanup_runs)?;
         dict.set_item(intern!(py, "storage_errors"), errors)?;
         dict.set_item(intern!(py, "breaker"), breaker)?;
+        dict.set_item(intern!(py, "bans"), s.bans)?;
+        dict.set_item(intern!(py, "banned_keys"), s.banned_keys)?;
+        dict.set_item(intern!(py, "denied"), self.guard.denied.load(Relaxed))?;
+        let shadow_refused = self.guard.shadow_refused.load(Relaxed);
+        dict.set_item(intern!(py, "shadow_refused"), shadow_refused)?;
         Ok(dict)
     }
 
@@ -65,6 +71,19 @@ impl PyRateLimiter {
         }
         if let Some(remote) = &self.remote {
             let _ = write!(text, ", storage={:?}", remote.url_shown());
+        }
+        if let Some(ban) = self.spec.ban {
+            let secs = |n: u64| n as f64 / 1e9;
+            let _ = write!(
+                text,
+                ", ban_after={}, ban_within={}, ban_seconds={}",
+                ban.after,
+                secs(ban.within),
+                secs(ban.duration)
+            );
+        }
+        if self.guard.shadow {
+            text.push_str(", shadow=True");
         }
         text.push(')');
         text
