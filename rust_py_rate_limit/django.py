@@ -1,27 +1,14 @@
 """Django integration: a rate-limiting middleware and a view decorator.
 
-Add the middleware and configure it with one setting::
-
-    MIDDLEWARE = [
-        # ...
-        "rust_py_rate_limit.django.RateLimitMiddleware",
-    ]
-
-    RUST_PY_RATE_LIMIT = {
-        "LIMIT": 100,
-        "WINDOW_SECONDS": 60,
-        "KEY": "ip",  # "ip" or "user"
-    }
-
-The setting's keys are the request policy's options in upper case (see
-`rust_py_rate_limit._policy.settings` and the README): ``KEY`` is ``"ip"``,
-``"user"`` (the authenticated user's pk, else the address), or a callable
+Add ``"rust_py_rate_limit.django.RateLimitMiddleware"`` to ``MIDDLEWARE`` and
+configure it with one setting, ``RUST_PY_RATE_LIMIT = {"LIMIT": 100,
+"WINDOW_SECONDS": 60, "KEY": "ip"}``: its keys are the request policy's
+options in upper case (`rust_py_rate_limit._policy.settings`; the README
+lists them), ``KEY`` being ``"ip"``, ``"user"``, or a callable
 ``(request) -> str`` or a dotted path to one. A bad setting raises
-`django.core.exceptions.ImproperlyConfigured` naming the key. Exempt
-prefixes are matched against ``request.path_info``; a CORS preflight is
-decided once Django has resolved its view, and not counted when that view
-answers ``OPTIONS`` without code of the application. The middleware works in
-sync and async stacks (``await limiter.adecide(...)`` in an async one).
+``ImproperlyConfigured`` naming the key. A CORS preflight is decided once
+Django has resolved its view: it is not counted when that view answers
+``OPTIONS`` without code of the application. Sync and async stacks both work.
 """
 
 from __future__ import annotations

@@ -1,29 +1,11 @@
 """Flask integration: per-route and app-wide rate limits, decided in Rust.
 
-A `FlaskRateLimiter` is a Flask extension. ``@limiter.limit()`` limits one
+A `FlaskRateLimiter` is a Flask extension: ``@limiter.limit()`` limits one
 route (it wraps the view, so it goes *below* ``@app.get``); with
-``default_limits=True`` every route is limited unless marked
-``@limiter.exempt``. Requests are keyed per route (the endpoint, never the
-raw path, so ``/items/1`` and ``/items/2`` share the limit of
-``/items/<id>``) and per client (see `rust_py_rate_limit.keys`). Limited
-responses carry the rate-limit headers; a refused request gets a 429 with
-``{"detail": "Too many requests"}`` and ``Retry-After`` (or what
-``on_blocked`` returns). Decisions take the synchronous path. The options
-and what they do are those of the request policy
-(`rust_py_rate_limit._policy`); this module translates Flask to it.
-
-Example:
-    >>> from flask import Flask
-    >>> from rust_py_rate_limit.flask import FlaskRateLimiter
-    >>> app = Flask(__name__)
-    >>> limiter = FlaskRateLimiter(app, limit=2, window_seconds=60)
-    >>> @app.get("/api/users")
-    ... @limiter.limit()
-    ... def list_users():
-    ...     return {"users": []}
-    >>> client = app.test_client()
-    >>> [client.get("/api/users").status_code for _ in range(3)]
-    [200, 200, 429]
+``default_limits=True`` every route is limited unless exempt. Requests are
+keyed per route (the endpoint, never the raw path) and per client. The
+options are those of the request policy (`rust_py_rate_limit._policy`); this
+module translates Flask requests and responses to it (see the README).
 """
 
 from __future__ import annotations
@@ -33,7 +15,7 @@ import inspect
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from flask import Flask, Request, Response, current_app, request
 from flask.typing import ResponseReturnValue
@@ -45,10 +27,10 @@ from rust_py_rate_limit._policy import (
     RequestPolicy,
     Rule,
     Verdict,
-    check_callable,
     check_names,
     reported,
 )
+from rust_py_rate_limit._policy.options import check_bool, check_callable
 from rust_py_rate_limit.limiter import RateLimiter
 
 if TYPE_CHECKING:
@@ -66,12 +48,9 @@ EXTENSION_KEY = "rust_py_rate_limit"
 #: value a Flask view may return).
 OnBlocked = Callable[[Decision], ResponseReturnValue]
 
-# Per-request verdicts live in the WSGI environ, which belongs to exactly one
-# request (``flask.g`` may outlive a request when an app context is pushed),
-# under a key of the extension's own.
-_ENVIRON_KEY = "rust_py_rate_limit.flask.hits.{}"
-_ROUTES_ATTR = "_rust_py_rate_limit_routes"
-_EXEMPT_ATTR = "_rust_py_rate_limit_exempt"
+# Attributes set on view functions: their limits, and @exempt.
+_RULES = "_rust_py_rate_limit_routes"
+_EXEMPT = "_rust_py_rate_limit_exempt"
 
 
 class FlaskOptions(LimitOptions, total=False):
@@ -79,13 +58,6 @@ class FlaskOptions(LimitOptions, total=False):
 
     rate: str | Sequence[str] | None
     exempt_options: bool
-
-
-class _RouteLimit(NamedTuple):
-    """One ``@limiter.limit(...)`` applied to a view."""
-
-    owner: FlaskRateLimiter
-    rule: Rule
 
 
 class FlaskView:
@@ -126,43 +98,31 @@ def _no_args(name: str, func: object) -> Callable[[Request], Any] | None:
     return lambda _request: cast(Callable[[], Any], func)()
 
 
-def _is_static(endpoint: str) -> bool:
-    # "static" for the app, "<blueprint>.static" for a blueprint's folder.
-    return endpoint.rpartition(".")[2] == "static"
-
-
 class FlaskRateLimiter:
     """Rate limiting for a Flask app.
 
     Args:
         app: The app; or None, and call `init_app` later.
-        limit, window_seconds, rate: The default rate (optional when every
-            route names its own); or ``limiter`` to share a `RateLimiter`.
-        algorithm: The algorithm of the limiters this extension creates.
+        limit, window_seconds: The default rate (or ``rate=``, or
+            ``limiter=`` to share one); optional when every route names
+            its own.
         key_func: ``() -> str``, called during a request (it may read
             ``flask.request``); default: the client address.
         default_limits: Limit every route (but static files, ``@exempt``
             views and ``exempt`` paths) by the default rate.
         exempt: Paths (each exempting itself and everything below it) or a
-            predicate ``() -> bool`` lifting ``default_limits``.
-        headers: ``"legacy"`` (default), ``"ietf"``, ``"both"`` or None.
-        trusted_proxies, forwarded_header, ipv6_prefix: The client address
-            (see `rust_py_rate_limit.keys`).
-        exempt_options: Do not count CORS preflights that Flask answers
-            without the view (automatic ``OPTIONS``); default True.
+            predicate ``() -> bool``, lifted from ``default_limits``.
         on_blocked: ``(decision) -> response value`` for a refused request;
             the rate-limit headers are added to it. Default: a JSON 429.
-        cost: Units a request spends (the default of ``@limit``).
-        detail: The ``detail`` of the 429's JSON body.
-        clock: A `ManualClock` for the limiters this extension creates.
-        max_keys, cleanup_interval, storage, key_prefix, timeout, on_error:
-            For every limiter the extension creates, as for `RateLimiter`;
-            with ``on_error="raise"`` a storage failure answers 503.
+        **options: The request policy's other options (`FlaskOptions`:
+            ``rate``, ``algorithm``, ``headers``, ``trusted_proxies``,
+            ``exempt_options``, ``cost``, ``detail``, ``clock``,
+            ``max_keys``, the storage options...), as for the FastAPI
+            middleware; those that build a limiter apply to every limiter
+            the extension creates.
 
     Raises:
-        TypeError: An argument has the wrong type, or rate arguments are
-            given together with ``limiter``.
-        ValueError: An argument has a wrong value.
+        TypeError, ValueError: A bad argument, naming it.
     """
 
     def __init__(
@@ -193,17 +153,15 @@ class FlaskRateLimiter:
             caller="FlaskRateLimiter",
             **options,
         )
-        if not isinstance(default_limits, bool):
-            raise TypeError(
-                f"default_limits must be a bool, not {type(default_limits).__name__}"
-            )
-        if default_limits and self.policy.rule is None:
+        if check_bool("default_limits", default_limits) and self.policy.rule is None:
             raise ValueError(
                 "default_limits=True needs a default rate: give limit and "
                 "window_seconds, rate, or limiter"
             )
         self._default = self.policy.rule if default_limits else None
-        self._hits_key = _ENVIRON_KEY.format(id(self))
+        # Per-request verdicts live in the WSGI environ, which belongs to one
+        # request (flask.g may outlive it when an app context is pushed).
+        self._hits = f"rust_py_rate_limit.flask.hits.{id(self)}"
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         if app is not None:
             self.init_app(app)
@@ -214,9 +172,8 @@ class FlaskRateLimiter:
         return self.policy.limiter
 
     def init_app(self, app: Flask) -> None:
-        """Installs the extension on ``app``: registers it as
-        ``app.extensions["rust_py_rate_limit"]`` and adds its
-        ``before_request`` / ``after_request`` hooks (once per app).
+        """Registers the extension as ``app.extensions["rust_py_rate_limit"]``
+        and adds its request hooks (once per app).
 
         Raises:
             TypeError: ``app`` is not a Flask app.
@@ -230,13 +187,10 @@ class FlaskRateLimiter:
         if installed is not None:
             raise RuntimeError("this app already has a FlaskRateLimiter")
         app.extensions[EXTENSION_KEY] = self
-        # Bound to the app: the hook reads its view functions without the
-        # current_app proxy.
+        # Bound to the app: no current_app proxy on the request path.
         app.before_request(functools.partial(self._before_request, app))
         app.after_request(self._after_request)
         self._apps.add(app)
-
-    # -- decorators -----------------------------------------------------------
 
     def limit(
         self,
@@ -250,17 +204,15 @@ class FlaskRateLimiter:
 
         Args:
             rate: The route's own rate (``"5/minute"``), with a limiter of
-                its own; None uses the default rate (still counted per route).
+                its own; None: the default rate (still counted per route).
             key: The whole key instead of route and client, as 0.3.1's
-                ``limit(key)``: a fixed str (every request to the route
-                shares one allowance) or ``() -> str``.
+                ``limit(key)``: a fixed str or ``() -> str``.
             key_func: The client part of the key, instead of the extension's.
             cost: Units each request spends (default: the extension's).
 
         Raises:
-            TypeError: Used without parentheses, or a bad argument type.
-            ValueError: No rate and no default rate, a bad rate string, or a
-                cost the limit could never admit.
+            TypeError, ValueError: A bad argument; a positional string that
+                is not a rate names ``key=``.
         """
         if callable(rate):
             raise TypeError(
@@ -283,7 +235,6 @@ class FlaskRateLimiter:
                 "this route by a fixed string, as 0.3.1's limit('login') did, "
                 f"pass key={rate!r}",
             ) from exc
-        route = _RouteLimit(self, rule)
 
         def decorator(view: F) -> F:
             if not callable(view):
@@ -298,14 +249,14 @@ class FlaskRateLimiter:
                     )
             call: Callable[..., Any] = view
             if inspect.iscoroutinefunction(view):
-                # An async view runs through Flask's own ensure_sync.
+
                 def call(*args: Any, **kwargs: Any) -> Any:
                     return current_app.ensure_sync(view)(*args, **kwargs)
 
             @functools.wraps(view)
             def wrapper(*args: Any, **kwargs: Any) -> ResponseReturnValue:
                 req = request._get_current_object()  # type: ignore[attr-defined]
-                if self._hits_key not in req.environ:
+                if self._hits not in req.environ:
                     raise RuntimeError(
                         "this FlaskRateLimiter is not installed on "
                         f"{current_app.name!r}: call limiter.init_app(app)"
@@ -313,15 +264,12 @@ class FlaskRateLimiter:
                 # The view runs, so every request is counted, a CORS preflight
                 # included (only those Flask answers itself are exempt).
                 verdict = self._hit(rule, req)
-                if not verdict.passes:
-                    return self._refuse(verdict)
-                result: ResponseReturnValue = call(*args, **kwargs)
-                return result
+                return (
+                    call(*args, **kwargs) if verdict.passes else self._refuse(verdict)
+                )
 
-            # functools.wraps copied the view's attributes; make a new tuple
-            # so a stacked limit does not add itself to the inner wrapper's.
-            routes: tuple[_RouteLimit, ...] = getattr(view, _ROUTES_ATTR, ())
-            setattr(wrapper, _ROUTES_ATTR, (*routes, route))
+            # A new tuple: a stacked limit must not add itself to the inner one's.
+            setattr(wrapper, _RULES, (*getattr(view, _RULES, ()), rule))
             return cast(F, wrapper)
 
         return decorator
@@ -331,15 +279,13 @@ class FlaskRateLimiter:
         own still applies). Works above or below ``@app.get(...)``."""
         if not callable(view):
             raise TypeError(f"@exempt decorates a view function, not {view!r}")
-        setattr(view, _EXEMPT_ATTR, True)
+        setattr(view, _EXEMPT, True)
         return view
-
-    # -- request hooks ----------------------------------------------------------
 
     def _hit(self, rule: Rule, req: Request) -> Verdict:
         verdict = rule.decide(FlaskView(req))
         if verdict.decision is not None:
-            req.environ[self._hits_key].append(verdict)
+            req.environ[self._hits].append(verdict)
         return verdict
 
     def _refuse(self, verdict: Verdict) -> Response:
@@ -355,8 +301,7 @@ class FlaskRateLimiter:
 
     def _before_request(self, app: Flask) -> Response | None:
         req: Request = request._get_current_object()  # type: ignore[attr-defined]
-        # The wrapper of a limited view finds its extension installed here.
-        req.environ[self._hits_key] = []
+        req.environ[self._hits] = []  # also tells the wrapper we are installed
         endpoint = req.endpoint
         if endpoint is None:
             return None  # no route matched (404, 405, redirect): no view runs
@@ -366,31 +311,29 @@ class FlaskRateLimiter:
             getattr(req.url_rule, "provide_automatic_options", False)
         )
         if automatic and self.policy.preflight(FlaskView(req)):
-            return None  # a CORS preflight Flask answers itself
+            return None
         view = app.view_functions.get(endpoint)
-        routes: tuple[_RouteLimit, ...] = getattr(view, _ROUTES_ATTR, ())
-        if routes:
-            if automatic:
-                # The wrapper will not run: decide for it.
-                for route in reversed(routes):
-                    if route.owner is self:
-                        verdict = self._hit(route.rule, req)
-                        if not verdict.passes:
-                            return self._refuse(verdict)
-            return None  # otherwise the wrapper decides, when the view runs
-        if (
-            self._default is not None
-            and not getattr(view, _EXEMPT_ATTR, False)
-            and not _is_static(endpoint)
-            and not self.policy.exempt(FlaskView(req))
+        rules: tuple[Rule, ...] = getattr(view, _RULES, ())
+        if rules:
+            if not automatic:
+                return None  # the wrapper decides, when the view runs
+            # Flask answers without the view: decide for the wrapper.
+            rules = tuple(r for r in reversed(rules) if r.policy is self.policy)
+        elif not (
+            self._default is None
+            or getattr(view, _EXEMPT, False)
+            or endpoint.rpartition(".")[2] == "static"  # the app's or a blueprint's
+            or self.policy.exempt(FlaskView(req))
         ):
-            verdict = self._hit(self._default, req)
+            rules = (self._default,)
+        for rule in rules:
+            verdict = self._hit(rule, req)
             if not verdict.passes:
                 return self._refuse(verdict)
         return None
 
     def _after_request(self, response: Response) -> Response:
-        hits = request.environ.get(self._hits_key)
+        hits = request.environ.get(self._hits)
         if hits:
             headers = response.headers
             # Headers.set scans and validates: add, unless the name is there.

@@ -1,13 +1,7 @@
 """Rate limiting for Starlette and FastAPI: a pure ASGI middleware.
 
-Example:
-    from fastapi import FastAPI
-    from rust_py_rate_limit.starlette import RateLimitMiddleware
-
-    app = FastAPI()
-    app.add_middleware(RateLimitMiddleware, limit=100, window_seconds=60)
-
-Every HTTP request is keyed (by default on the client address, see
+``app.add_middleware(RateLimitMiddleware, limit=100, window_seconds=60)``:
+every HTTP request is keyed (by default on the client address, see
 `rust_py_rate_limit.keys`) and decided with ``await limiter.adecide(...)``
 before the app sees it. Admitted responses get the rate-limit headers added as
 they are sent; refused requests get a 429 (``{"detail": "Too many
@@ -196,29 +190,23 @@ class RateLimitMiddleware:
 
     Args:
         app: The ASGI app to protect.
-        limit, window_seconds: The limit (or ``rate=``, ``algorithm=``,
-            ``burst=``, as for `RateLimiter`; or ``limiter=`` to share one).
+        limit, window_seconds: The limit (or ``rate=``, or ``limiter=`` to
+            share one).
         key_func: ``(request) -> str`` (or an awaitable of one), or ``"user"``
             for `user_key`; by default the client address, honouring the
             forwarding header only from ``trusted_proxies``.
-        exempt: Paths (each exempting itself and everything below it) or a
-            predicate ``(request) -> bool``.
-        headers: ``"legacy"`` (default), ``"ietf"``, ``"both"`` or None.
-        trusted_proxies, forwarded_header, ipv6_prefix: The client address
-            (see `rust_py_rate_limit.keys`).
-        exempt_options: Let a CORS preflight through uncounted (default)
-            when it is answered without an endpoint: by a `CORSMiddleware`
-            inside this one (with an ``Origin``), or by the router because
-            no route takes ``OPTIONS`` there (405, 404).
-        on_blocked: ``(request, decision) -> Response`` (or an awaitable)
-            answering a refused request instead of the default 429; the
-            rate-limit headers are added to it.
-        cost: Units each request spends.
-        detail: The ``detail`` of the 429's JSON body.
-        max_keys, cleanup_interval: As for `RateLimiter`.
-        storage, key_prefix, timeout, on_error: A ``redis://`` storage, so
-            that several workers share one limit. A storage failure never
-            escapes: with ``on_error="raise"`` the request gets a 503.
+        **options: The request policy's other options (`MiddlewareOptions`):
+            ``exempt`` (paths or ``(request) -> bool``), ``exempt_options``
+            (a CORS preflight answered without an endpoint, by a
+            `CORSMiddleware` inside this one or by the router, is not
+            counted), ``on_blocked`` (``(request, decision) -> Response``, or
+            an awaitable, instead of the 429), ``headers``, ``cost``,
+            ``detail``, the client address and limiter options, and the
+            storage options (a storage failure with ``on_error="raise"``
+            answers 503). See the README.
+
+    Raises:
+        TypeError, ValueError: A bad option, naming it.
     """
 
     def __init__(

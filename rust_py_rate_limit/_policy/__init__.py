@@ -38,26 +38,15 @@ as Django's). Client addresses come from
 """
 
 from rust_py_rate_limit._policy.options import (
-    LIMITER_OPTIONS,
-    OPTIONS,
     HeaderMode,
     LimitOptions,
     OptionTypeError,
     OptionValueError,
     PolicyOptions,
     build_limiter,
-    check_bool,
-    check_callable,
-    check_cost,
     check_names,
 )
-from rust_py_rate_limit._policy.paths import (
-    ExemptPaths,
-    check_exempt,
-    exempt_paths,
-    has_dot_segment,
-    normalize_path,
-)
+from rust_py_rate_limit._policy.paths import ExemptPaths, exempt_paths, normalize_path
 from rust_py_rate_limit._policy.policy import ClientAddresses, RequestPolicy, Rule
 from rust_py_rate_limit._policy.render import (
     BLOCKED_STATUS,
@@ -66,8 +55,6 @@ from rust_py_rate_limit._policy.render import (
     UNAVAILABLE,
     Rendering,
     Verdict,
-    check_header_mode,
-    rate_limit_headers,
     reported,
 )
 from rust_py_rate_limit._policy.settings import (
@@ -82,8 +69,6 @@ from rust_py_rate_limit._policy.view import RequestView, View
 __all__ = [
     "BLOCKED_STATUS",
     "DEFAULT_DETAIL",
-    "LIMITER_OPTIONS",
-    "OPTIONS",
     "PASS",
     "UNAVAILABLE",
     "ClientAddresses",
@@ -101,19 +86,12 @@ __all__ = [
     "Verdict",
     "View",
     "build_limiter",
-    "check_bool",
-    "check_callable",
-    "check_cost",
-    "check_exempt",
-    "check_header_mode",
     "check_names",
     "exempt_paths",
-    "has_dot_segment",
     "key_option",
     "normalize_path",
     "option_of_setting",
     "policy_from_settings",
-    "rate_limit_headers",
     "reported",
     "setting_of_option",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, NoReturn, TypedDict, overload
+from typing import Any, Literal, NoReturn, TypedDict
 
 from rust_py_rate_limit._native import ManualClock
 from rust_py_rate_limit.keys import (
@@ -35,6 +35,7 @@ __all__ = [
     "check_callable",
     "check_cost",
     "check_detail",
+    "check_limiter_template",
     "check_names",
     "checked",
 ]
@@ -198,7 +199,6 @@ def check_prefix(prefix: object) -> int | None:
     return value
 
 
-@overload
 def build_limiter(
     limiter: object = None,
     limit: int | None = None,
@@ -207,36 +207,8 @@ def build_limiter(
     algorithm: str | None = None,
     *,
     clock: object = None,
-    required: Literal[True] = True,
     **options: Any,
-) -> RateLimiter: ...
-
-
-@overload
-def build_limiter(
-    limiter: object = None,
-    limit: int | None = None,
-    window_seconds: int | None = None,
-    rate: str | Sequence[str] | None = None,
-    algorithm: str | None = None,
-    *,
-    clock: object = None,
-    required: bool,
-    **options: Any,
-) -> RateLimiter | None: ...
-
-
-def build_limiter(
-    limiter: object = None,
-    limit: int | None = None,
-    window_seconds: int | None = None,
-    rate: str | Sequence[str] | None = None,
-    algorithm: str | None = None,
-    *,
-    clock: object = None,
-    required: bool = True,
-    **options: Any,
-) -> RateLimiter | None:
+) -> RateLimiter:
     """The limiter an adapter uses: ``limiter`` as given, or one built from
     `LIMITER_OPTIONS` (None left out, ``algorithm="fixed"`` as the default),
     ``storage=`` and its options included, so several workers can share one
@@ -249,8 +221,6 @@ def build_limiter(
             `LIMITER_OPTIONS`.
         clock: A `ManualClock` for the limiters built here (allowed with
             ``limiter``, for those an adapter builds later).
-        required: Whether a rate must be given; if not and none is, the
-            other options are still checked and None is returned.
 
     Raises:
         OptionTypeError, OptionValueError: naming the option at fault.
@@ -258,10 +228,7 @@ def build_limiter(
     options.update(
         limit=limit, window_seconds=window_seconds, rate=rate, algorithm=algorithm
     )
-    if clock is not None and not isinstance(clock, ManualClock):
-        raise OptionTypeError(
-            "clock", f"clock must be a ManualClock or None, not {type(clock).__name__}"
-        )
+    _check_clock(clock)
     given = {
         name: value
         for name, value in options.items()
@@ -290,17 +257,25 @@ def build_limiter(
             "rate", "give either rate or limit and window_seconds, not both"
         )
     if rate is None and limit is None and window is None:
-        if required:
-            raise OptionTypeError(
-                "limit",
-                "a rate is required: give rate= or limit= and window_seconds=, "
-                "or limiter=",
-            )
-        # No default rate: still check what later limiters are made with.
-        probe = {k: v for k, v in given.items() if k == "algorithm"}
-        _construct(clock, {"limit": 1, "window_seconds": 1, **probe})
-        return None
+        raise OptionTypeError(
+            "limit",
+            "a rate is required: give rate= or limit= and window_seconds=, or limiter=",
+        )
     return _construct(clock, given)
+
+
+def check_limiter_template(clock: object, algorithm: object) -> None:
+    """Checks, without a rate, what limiters will later be built with."""
+    _check_clock(clock)
+    probe = {} if algorithm is None else {"algorithm": algorithm}
+    _construct(clock, {"limit": 1, "window_seconds": 1, **probe})
+
+
+def _check_clock(clock: object) -> None:
+    if clock is not None and not isinstance(clock, ManualClock):
+        raise OptionTypeError(
+            "clock", f"clock must be a ManualClock or None, not {type(clock).__name__}"
+        )
 
 
 def _construct(clock: object, options: dict[str, Any]) -> RateLimiter:

@@ -22,6 +22,7 @@ from rust_py_rate_limit._policy.options import (
     check_cost,
     check_detail,
     check_forwarded,
+    check_limiter_template,
     check_names,
     check_prefix,
     check_trusted_proxies,
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 __all__ = ["ClientAddresses", "RequestPolicy", "Rule"]
 
 _PREFLIGHT_HEADER = "access-control-request-method"
+# The options that give a policy its own (default) limiter.
+_RATED = ("limiter", "limit", "window_seconds", "rate")
 ClientKey = Callable[[RequestView], "str | Awaitable[str]"]
 
 
@@ -155,9 +158,11 @@ class RequestPolicy:
         get = options.get
         limiter_options: dict[str, Any] = {name: get(name) for name in LIMITER_OPTIONS}
         clock: Any = get("clock")
-        self.limiter = build_limiter(
-            get("limiter"), clock=clock, required=require_rate, **limiter_options
-        )
+        self.limiter: RateLimiter | None = None
+        if require_rate or any(get(k) is not None for k in _RATED):
+            self.limiter = build_limiter(get("limiter"), clock=clock, **limiter_options)
+        else:  # no default rate: rules name their own
+            check_limiter_template(clock, get("algorithm"))
         # What the limiters of other rules are built with.
         self._template: dict[str, Any] = {
             k: v

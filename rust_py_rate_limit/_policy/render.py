@@ -30,7 +30,6 @@ __all__ = [
     "Rendering",
     "Verdict",
     "check_header_mode",
-    "rate_limit_headers",
     "reported",
 ]
 
@@ -153,14 +152,6 @@ class Rendering:
     def raw_headers(self, decision: Decision) -> list[tuple[bytes, bytes]]:
         """The same headers as ASGI wants them: lower-case latin-1 bytes."""
         return self._render(decision, True)
-
-
-def rate_limit_headers(
-    decision: Decision, limiter: RateLimiterCore, mode: HeaderMode = "legacy"
-) -> list[tuple[str, str]]:
-    """Headers for ``decision`` of ``limiter`` (builds a `Rendering`; an
-    adapter keeps one instead)."""
-    return Rendering(limiter, mode).headers(decision)
 
 
 class Verdict:

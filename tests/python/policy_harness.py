@@ -28,21 +28,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from django.conf import settings
-
-if not settings.configured:  # as test_django.py does, whichever comes first
-    settings.configure(
-        DEBUG=False,
-        ALLOWED_HOSTS=["*"],
-        SECRET_KEY="tests-only",
-        INSTALLED_APPS=[],
-        DATABASES={},
-        MIDDLEWARE=[],
-        ROOT_URLCONF=__name__,
-        LOGGING_CONFIG=None,
-        USE_TZ=True,
-    )
-
+import django_settings  # noqa: F401  (configures Django's settings)
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client as DjangoClient
 from django.test import override_settings

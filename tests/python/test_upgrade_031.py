@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import policy_harness  # noqa: F401  (configures Django settings if needed)
+import django_settings  # noqa: F401  (configures Django's settings)
 import pytest
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import RequestFactory, override_settings
