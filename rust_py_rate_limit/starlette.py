@@ -254,7 +254,9 @@ class RateLimitMiddleware:
         policy = self.policy
         view = ScopeView(scope, receive)
         if policy.exempt(view) or (
-            policy.preflight(view) and self._preflight_is_exempt(scope, view)
+            scope["method"] == "OPTIONS"
+            and policy.preflight(view)
+            and self._preflight_is_exempt(scope, view)
         ):
             await self.app(scope, receive, send)
             return

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["ClientAddresses", "RequestPolicy", "Rule"]
 
 _PREFLIGHT_HEADER = "access-control-request-method"
+_CACHED = 4096
 # The options that give a policy its own (default) limiter.
 _RATED = ("limiter", "limit", "window_seconds", "rate")
 ClientKey = Callable[[RequestView], "str | Awaitable[str]"]
@@ -65,7 +66,13 @@ class ClientAddresses:
         OptionTypeError, OptionValueError: A bad option.
     """
 
-    __slots__ = ("forwarded_header", "ipv6_prefix", "prefix", "trusted_proxies")
+    __slots__ = (
+        "_keys",
+        "forwarded_header",
+        "ipv6_prefix",
+        "prefix",
+        "trusted_proxies",
+    )
 
     def __init__(
         self,
@@ -80,6 +87,9 @@ class ClientAddresses:
         self.forwarded_header = check_forwarded(forwarded_header)
         self.ipv6_prefix = check_prefix(ipv6_prefix)
         self.prefix = prefix
+        # Peer -> key: parsing an address costs microseconds, and the same
+        # clients come back. Emptied when it grows past _CACHED.
+        self._keys: dict[str | None, str] = {}
 
     def of(self, view: RequestView) -> str:
         """The address key of the request: ``prefix`` and the address.
@@ -88,20 +98,27 @@ class ClientAddresses:
             ClientAddressUnavailable: The request has no peer address.
         """
         peer = view.peer
+        if self.trusted_proxies is None:
+            key = self._keys.get(peer)
+            return key if key is not None else self._peer(peer)
         if not peer:
             raise ClientAddressUnavailable
-        if self.trusted_proxies is None:
-            address = _peer_key(peer, self.ipv6_prefix)
-        else:
-            # Only the configured header is read: the client cannot pick.
-            address = client_address_from_header(
-                peer,
-                view.header(self.forwarded_header),
-                forwarded_header=self.forwarded_header,
-                trusted_proxies=self.trusted_proxies,
-                ipv6_prefix=self.ipv6_prefix,
-            )
-        return self.prefix + address if self.prefix else address
+        # Only the configured header is read: the client cannot pick.
+        return self.prefix + client_address_from_header(
+            peer,
+            view.header(self.forwarded_header),
+            forwarded_header=self.forwarded_header,
+            trusted_proxies=self.trusted_proxies,
+            ipv6_prefix=self.ipv6_prefix,
+        )
+
+    def _peer(self, peer: str | None) -> str:
+        if not peer:
+            raise ClientAddressUnavailable
+        if len(self._keys) >= _CACHED:
+            self._keys.clear()
+        key = self._keys[peer] = self.prefix + _peer_key(peer, self.ipv6_prefix)
+        return key
 
 
 class RequestPolicy:

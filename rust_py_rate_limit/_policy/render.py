@@ -162,10 +162,11 @@ class Verdict:
             response), else the status to answer with, with `body`,
             `detail` and `headers`: 429 (refused), 503 (the storage failed
             with ``on_error="raise"``).
+        passes: Whether the request goes on to the app (``status`` is None).
         decision: The limiter's decision, None when none was taken.
     """
 
-    __slots__ = ("decision", "rendering", "status")
+    __slots__ = ("decision", "passes", "rendering", "status")
 
     def __init__(
         self,
@@ -174,13 +175,9 @@ class Verdict:
         rendering: Rendering | None = None,
     ) -> None:
         self.status = status
+        self.passes = status is None
         self.decision = decision
         self.rendering = rendering
-
-    @property
-    def passes(self) -> bool:
-        """Whether the request goes on to the app."""
-        return self.status is None
 
     @property
     def limited(self) -> bool:
