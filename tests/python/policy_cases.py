@@ -64,6 +64,14 @@ class Case:
     steps: tuple[Step, ...]
     options: dict[str, Any] = field(default_factory=dict)
     limit: int = 2
+    #: What the case needs of an adapter beyond its options (an adapter
+    #: that limits views, not requests, has no app-wide CORS preflights).
+    tags: frozenset[str] = frozenset()
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """Option names and tags: an adapter's harness lists those it lacks."""
+        return frozenset(self.options) | self.tags
 
 
 def _counted(i: int, **changes: Any) -> Step:
@@ -205,6 +213,7 @@ CASES = [
             *[free("/plain", method="OPTIONS", headers=PREFLIGHT, status=None)] * 3,
             ok(1, path="/plain"),
         ),
+        tags=frozenset({"preflight"}),
     ),
     Case(
         "preflight-running-app-code-is-counted",
@@ -213,6 +222,7 @@ CASES = [
             Step(path="/cors", method="OPTIONS", headers=PREFLIGHT),
             blocked(path="/cors", method="OPTIONS", headers=PREFLIGHT),
         ),
+        tags=frozenset({"preflight"}),
     ),
     Case(
         "preflight-counted-with-exempt-options-false",
@@ -222,6 +232,7 @@ CASES = [
             blocked(path="/plain", method="OPTIONS", headers=PREFLIGHT),
         ),
         {"exempt_options": False},
+        tags=frozenset({"preflight"}),
     ),
     Case(
         "plain-options-is-counted",
@@ -230,6 +241,7 @@ CASES = [
             Step(path="/plain", method="OPTIONS", status=None),
             blocked(path="/plain", method="OPTIONS"),
         ),
+        tags=frozenset({"preflight"}),
     ),
     Case(
         "forwarding-headers-ignored-without-trusted-proxies",

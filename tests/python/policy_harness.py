@@ -63,9 +63,14 @@ class App(Protocol):
 
 
 class Harness(Protocol):
-    """A framework: ``make(**options)`` is a context in which its app exists."""
+    """A framework: ``make(**options)`` is a context in which its app exists.
+
+    ``lacks`` names the options and case tags (`policy_cases.Case.needs`)
+    its adapter does not have: those cases are not run for it.
+    """
 
     name: str
+    lacks: frozenset[str]
 
     def make(self, **options: Any) -> AbstractContextManager[App]: ...
 
@@ -109,6 +114,7 @@ class _StarletteApp:
 
 class StarletteHarness:
     name = "starlette"
+    lacks: frozenset[str] = frozenset()
 
     @contextmanager
     def make(self, **options: Any) -> Iterator[App]:
@@ -181,6 +187,7 @@ class _DjangoApp:
 
 class DjangoHarness:
     name = "django"
+    lacks: frozenset[str] = frozenset()
 
     @contextmanager
     def make(self, **options: Any) -> Iterator[App]:
@@ -215,6 +222,7 @@ class _FlaskApp:
 
 class FlaskHarness:
     name = "flask"
+    lacks: frozenset[str] = frozenset()
 
     @contextmanager
     def make(self, **options: Any) -> Iterator[App]:
