@@ -239,7 +239,11 @@ def client_address(
     Raises:
         ClientAddressUnavailable: There is no peer address.
     """
-    header = check_forwarded_header(forwarded_header)
+    header = (
+        forwarded_header
+        if forwarded_header in FORWARDED_HEADERS
+        else check_forwarded_header(forwarded_header)
+    )
     values = {"x-forwarded-for": forwarded_for, "forwarded": forwarded}.get(
         header, real_ip
     )

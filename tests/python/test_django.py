@@ -19,23 +19,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar, cast
 
+import django_settings  # noqa: F401  (configures Django's settings)
 import pytest
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
-
-if not settings.configured:
-    settings.configure(
-        DEBUG=False,
-        ALLOWED_HOSTS=["*"],
-        SECRET_KEY="tests-only",
-        INSTALLED_APPS=[],
-        DATABASES={},
-        MIDDLEWARE=[],
-        ROOT_URLCONF=__name__,
-        LOGGING_CONFIG=None,
-        USE_TZ=True,
-    )
-
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import (

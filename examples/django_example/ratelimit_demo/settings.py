@@ -26,9 +26,12 @@ MIDDLEWARE = [
 ]
 
 # Every client address gets 100 requests a minute; /health is not counted.
+# Keys come from the network, so memory is bounded and expired keys swept.
 RUST_PY_RATE_LIMIT = {
     "LIMIT": 100,
     "WINDOW_SECONDS": 60,
     "KEY": "ip",
     "EXEMPT": ["/health"],
+    "MAX_KEYS": 100_000,
+    "CLEANUP_INTERVAL": 60,
 }
