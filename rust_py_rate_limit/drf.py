@@ -32,10 +32,11 @@ tests).
 The deployment comes from the ``RUST_PY_RATE_LIMIT`` setting the Django
 middleware reads, if present: ``STORAGE`` (``"redis://..."`` shares the
 limits across workers and hosts), ``KEY_PREFIX``, ``TIMEOUT``, ``ON_ERROR``,
-``TRUSTED_PROXIES`` and ``FORWARDED_HEADER``. The client address is read as
-the middleware reads it: ``REMOTE_ADDR``, or with ``TRUSTED_PROXIES`` the one
-forwarding header your proxy sets. DRF's ``NUM_PROXIES`` guess is used only
-when it is set and ``TRUSTED_PROXIES`` is not.
+``MAX_KEYS``, ``CLEANUP_INTERVAL``, ``TRUSTED_PROXIES``, ``FORWARDED_HEADER``
+and ``IPV6_PREFIX``. The client address is read as the middleware reads
+it: ``REMOTE_ADDR``, or with ``TRUSTED_PROXIES`` the one forwarding header
+your proxy sets. DRF's ``NUM_PROXIES`` guess is used only when it is set and
+``TRUSTED_PROXIES`` is not.
 
 A refused request makes DRF answer 429 with ``Retry-After`` (from `wait()`).
 With ``ON_ERROR: "raise"`` a storage failure answers 503.
@@ -54,13 +55,11 @@ from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from rust_py_rate_limit.django import SETTING, _client_ip
+from rust_py_rate_limit._django import DjangoView
+from rust_py_rate_limit._policy import ClientAddresses
+from rust_py_rate_limit.django import SETTING
 from rust_py_rate_limit.exceptions import StorageError
-from rust_py_rate_limit.keys import (
-    ClientAddressUnavailable,
-    TrustedProxies,
-    check_forwarded_header,
-)
+from rust_py_rate_limit.keys import ClientAddressUnavailable
 from rust_py_rate_limit.limiter import RateLimiter
 
 __all__ = [
@@ -77,6 +76,8 @@ _DEPLOYMENT = (
     ("key_prefix", "KEY_PREFIX"),
     ("timeout", "TIMEOUT"),
     ("on_error", "ON_ERROR"),
+    ("max_keys", "MAX_KEYS"),
+    ("cleanup_interval", "CLEANUP_INTERVAL"),
 )
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -99,15 +100,16 @@ class _Deployment:
                 f"{SETTING} must be a dict, not {type(config).__name__}"
             )
         self.options = {name: config[key] for name, key in _DEPLOYMENT if key in config}
-        proxies = config.get("TRUSTED_PROXIES")
         try:
-            self.proxies = TrustedProxies(proxies) if proxies else None
-            self.header = check_forwarded_header(
+            # The address rules every adapter follows, checked the same way.
+            self.addresses = ClientAddresses(
+                config.get("TRUSTED_PROXIES"),
                 config.get("FORWARDED_HEADER", "x-forwarded-for"),
-                f"{SETTING}['FORWARDED_HEADER']",
+                config.get("IPV6_PREFIX"),
             )
         except (TypeError, ValueError) as exc:
-            raise ImproperlyConfigured(f"{SETTING}: {exc}") from exc
+            option = str(getattr(exc, "option", "")).upper() or "TRUSTED_PROXIES"
+            raise ImproperlyConfigured(f"{SETTING}[{option!r}]: {exc}") from exc
         self.limiters: dict[tuple[object, ...], RateLimiter] = {}
 
 
@@ -213,18 +215,19 @@ class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
 
     def get_ident(self, request: Any) -> str:
         """The client address (see the module's notes on proxies)."""
-        deployment = _deployment()
-        if deployment.proxies is None and api_settings.NUM_PROXIES is not None:
+        addresses = _deployment().addresses
+        if addresses.trusted_proxies is None and api_settings.NUM_PROXIES is not None:
             return str(super().get_ident(request))
         # DRF's Request hands META over from Django's through __getattr__,
         # which costs an AttributeError: read Django's request directly.
         django_request = getattr(request, "_request", request)
         try:
-            return _client_ip(django_request, deployment.proxies, deployment.header)
+            return addresses.of(DjangoView(django_request))
         except ClientAddressUnavailable:
             raise ImproperlyConfigured(
-                f"{type(self).__name__}: the request has no REMOTE_ADDR (a Unix "
-                "socket?); override get_ident() or get_cache_key() to key it"
+                f"{type(self).__name__}: the request has no client address (no "
+                "REMOTE_ADDR: a Unix socket?); override get_ident() or "
+                "get_cache_key() to key it"
             ) from None
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:

@@ -26,7 +26,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import django_settings  # noqa: F401  (configures Django's settings)
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -249,4 +249,96 @@ class FlaskHarness:
         yield _FlaskApp(app.test_client())
 
 
-HARNESSES: list[Harness] = [StarletteHarness(), DjangoHarness(), FlaskHarness()]
+# -- Django REST framework ---------------------------------------------------------
+
+
+class _DrfApp:
+    def __init__(self, view: Any) -> None:
+        from rest_framework.test import APIRequestFactory
+
+        self.view = view
+        self.factory = APIRequestFactory()
+
+    def send(self, method: str, path: str, headers: HEADERS, peer: str | None) -> Sent:
+        meta = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers}
+        request = self.factory.generic(method, path, REMOTE_ADDR=peer or "", **meta)
+        r = self.view(request)
+        r.render()
+        return Sent(r.status_code, _lower(r.items()), r.content)
+
+
+class DrfHarness:
+    """A DRF view whose throttle is `rust_py_rate_limit.drf.AnonRateThrottle`.
+
+    A throttle only admits or refuses: DRF answers the 429 (its own body,
+    ``Retry-After`` from `wait()`), and no throttle adds rate-limit headers,
+    exempts paths, sees preflights or answers with a callback. So the table
+    checks statuses and ``Retry-After`` here, and skips the cases about what
+    a throttle does not do.
+    """
+
+    name = "drf"
+    statuses_only = True
+    lacks: frozenset[str] = frozenset(
+        {"headers", "detail", "on_blocked", "exempt", "exempt_options", "preflight"}
+    )
+    _DEPLOYMENT: ClassVar[dict[str, str]] = {
+        "storage": "STORAGE",
+        "on_error": "ON_ERROR",
+        "timeout": "TIMEOUT",
+        "trusted_proxies": "TRUSTED_PROXIES",
+        "forwarded_header": "FORWARDED_HEADER",
+        "ipv6_prefix": "IPV6_PREFIX",
+        "max_keys": "MAX_KEYS",
+    }
+
+    @contextmanager
+    def make(self, **options: Any) -> Iterator[App]:
+        import django
+        from django.apps import apps
+
+        if not apps.ready:
+            django.setup()
+        from rest_framework.response import Response
+        from rest_framework.views import APIView
+
+        from rust_py_rate_limit.drf import AnonRateThrottle, reset_throttles
+
+        limit, window = options.pop("limit"), options.pop("window_seconds")
+        throttle = type(
+            "TableThrottle",
+            (AnonRateThrottle,),
+            {
+                "rate": f"{limit}/{window}s",
+                "algorithm": "fixed",
+                "clock": options.pop("clock", None),
+                "cost": options.pop("cost", 1),
+            },
+        )
+        deployment = {self._DEPLOYMENT[k]: options.pop(k) for k in list(options)}
+        assert not options, options
+
+        class View(APIView):  # type: ignore[misc]
+            authentication_classes = ()
+            permission_classes = ()
+            throttle_classes = (throttle,)
+
+            def get(self, request: Any) -> Any:
+                return Response({"ok": True})
+
+            def options(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+                return Response({"ok": True})
+
+        drf = {"UNAUTHENTICATED_USER": None}
+        with override_settings(RUST_PY_RATE_LIMIT=deployment, REST_FRAMEWORK=drf):
+            reset_throttles()
+            yield _DrfApp(View.as_view())
+        reset_throttles()
+
+
+HARNESSES: list[Harness] = [
+    StarletteHarness(),
+    DjangoHarness(),
+    FlaskHarness(),
+    DrfHarness(),
+]

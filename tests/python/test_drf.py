@@ -373,7 +373,7 @@ def test_ipv4_mapped_ipv6_peer_is_the_ipv4_client() -> None:
 
 def test_a_request_without_an_address_is_a_configuration_error() -> None:
     request = SimpleNamespace(user=None, META={}, headers={})
-    with pytest.raises(ImproperlyConfigured, match=r"no REMOTE_ADDR.*get_ident"):
+    with pytest.raises(ImproperlyConfigured, match=r"no client address.*get_ident"):
         AnonRateThrottle().allow_request(request, None)
 
 
