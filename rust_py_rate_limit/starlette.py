@@ -260,7 +260,8 @@ class RateLimitMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        verdict = await self.rule.adecide(view)
+        rule = self.rule
+        verdict = rule.decide(view) if rule.synchronous else await rule.adecide(view)
         if verdict.passes:
             extra = verdict.raw_headers
             if not extra:

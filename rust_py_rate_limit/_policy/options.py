@@ -10,6 +10,7 @@ another way (Django's ``RUST_PY_RATE_LIMIT`` setting) can name its own key.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NoReturn, TypedDict
 
@@ -63,6 +64,12 @@ class LimitOptions(TypedDict, total=False):
     ipv6_prefix: int | None
     cost: int
     detail: str
+    ban_after: int | None
+    ban_within: float | None
+    ban_seconds: float | None
+    shadow: bool
+    allow_networks: Iterable[str] | None
+    deny_networks: Iterable[str] | None
 
 
 class PolicyOptions(LimitOptions, total=False):
@@ -93,6 +100,10 @@ LIMITER_OPTIONS = (
     "key_prefix",
     "timeout",
     "on_error",
+    "ban_after",
+    "ban_within",
+    "ban_seconds",
+    "shadow",
 )
 
 
@@ -187,6 +198,65 @@ def check_trusted_proxies(proxies: object) -> TrustedProxies:
     return trusted
 
 
+class Networks:
+    """Addresses and networks (IPv4 and IPv6) a client address is matched
+    against; an IPv4-mapped IPv6 address matches as its IPv4 address."""
+
+    __slots__ = ("_networks",)
+
+    def __init__(
+        self, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    ):
+        self._networks = networks
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, str):
+            return False
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
+            parsed = parsed.ipv4_mapped
+        return any(parsed in network for network in self._networks)
+
+    def __repr__(self) -> str:
+        return f"Networks({[str(n) for n in self._networks]!r})"
+
+
+def check_networks(name: str, value: object) -> Networks:
+    """``allow_networks`` / ``deny_networks``: None, or addresses and CIDR
+    networks as str (one str is one network)."""
+    if value is None:
+        return Networks(())
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, Iterable):
+        raise OptionTypeError(
+            name,
+            f"{name} must be a list of addresses or networks as str, "
+            f"not {type(value).__name__}",
+        )
+    networks = []
+    for item in value:
+        if not isinstance(item, str):
+            raise OptionTypeError(
+                name,
+                f"{name} must hold addresses or networks as str, "
+                f"not {type(item).__name__}",
+            )
+        try:
+            networks.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError:
+            raise OptionValueError(
+                name, f"{name}: {item!r} is not an IP address or network"
+            ) from None
+    return Networks(tuple(networks))
+
+
 def check_forwarded(header: object) -> ForwardedHeader:
     """The one forwarding header believed from a trusted proxy."""
     value: ForwardedHeader = checked("forwarded_header", check_forwarded_header, header)
@@ -232,7 +302,9 @@ def build_limiter(
     given = {
         name: value
         for name, value in options.items()
-        if value is not None and not (name == "algorithm" and value == "fixed")
+        if value is not None
+        and not (name == "algorithm" and value == "fixed")
+        and not (name == "shadow" and value is False)
     }
     if limiter is not None:
         if not isinstance(limiter, RateLimiter):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rust_py_rate_limit._policy.options import (
     LIMITER_OPTIONS,
+    Networks,
     OptionTypeError,
     OptionValueError,
     PolicyOptions,
@@ -24,6 +25,7 @@ from rust_py_rate_limit._policy.options import (
     check_forwarded,
     check_limiter_template,
     check_names,
+    check_networks,
     check_prefix,
     check_trusted_proxies,
 )
@@ -31,6 +33,8 @@ from rust_py_rate_limit._policy.paths import check_exempt
 from rust_py_rate_limit._policy.render import (
     BLOCKED_STATUS,
     DEFAULT_DETAIL,
+    FORBIDDEN,
+    PASS,
     UNAVAILABLE,
     Rendering,
     Verdict,
@@ -110,6 +114,25 @@ class ClientAddresses:
             forwarded_header=self.forwarded_header,
             trusted_proxies=self.trusted_proxies,
             ipv6_prefix=self.ipv6_prefix,
+        )
+
+    def address(self, view: RequestView) -> str:
+        """The client's address itself (no prefix, no IPv6 grouping), for
+        matching networks.
+
+        Raises:
+            ClientAddressUnavailable: The request has no peer address.
+        """
+        peer = view.peer
+        if not peer:
+            raise ClientAddressUnavailable
+        if self.trusted_proxies is None:
+            return _peer_key(peer, None)
+        return client_address_from_header(
+            peer,
+            view.header(self.forwarded_header),
+            forwarded_header=self.forwarded_header,
+            trusted_proxies=self.trusted_proxies,
         )
 
     def _peer(self, peer: str | None) -> str:
@@ -202,6 +225,8 @@ class RequestPolicy:
             get("ipv6_prefix"),
             address_prefix,
         )
+        self.networks: tuple[Networks, Networks] | None = None
+        self.set_networks(get("allow_networks"), get("deny_networks"))
         self.route_separator = route_separator
         key_func = get("key_func")
         self.keyed_by_user = key_func == "user"
@@ -226,6 +251,34 @@ class RequestPolicy:
             )
         func = key_func
         return lambda view: func(view.request)
+
+    def set_networks(self, allow: object = None, deny: object = None) -> None:
+        """Replaces the allow and deny lists of networks, both at once (a
+        request sees the old pair or the new one, never a mix).
+
+        Args:
+            allow: Addresses or CIDR networks whose clients pass unlimited,
+                without rate-limit headers.
+            deny: Addresses or CIDR networks whose clients get a 403.
+        """
+        pair = (
+            check_networks("allow_networks", allow),
+            check_networks("deny_networks", deny),
+        )
+        self.networks = pair if pair[0] or pair[1] else None
+
+    def listed(self, view: RequestView) -> Verdict | None:
+        """The answer of the network lists for this request's client (after
+        trusted-proxy resolution), if it is on one: the deny list wins."""
+        networks = self.networks
+        if networks is None:
+            return None
+        address = self.addresses.address(view)
+        if address in networks[1]:
+            return FORBIDDEN
+        if address in networks[0]:
+            return PASS
+        return None
 
     # -- per request ---------------------------------------------------------
 
@@ -323,7 +376,15 @@ class Rule:
         rendering: How its decisions become headers and a body.
     """
 
-    __slots__ = ("_client", "_separator", "cost", "limiter", "policy", "rendering")
+    __slots__ = (
+        "_client",
+        "_separator",
+        "cost",
+        "limiter",
+        "policy",
+        "rendering",
+        "synchronous",
+    )
 
     def __init__(
         self,
@@ -339,6 +400,14 @@ class Rule:
         self.rendering = Rendering(limiter, policy.headers, policy.detail)
         self._client = client
         self._separator = separator
+        # Nothing to wait for: an in-memory limiter (whose awaitable twins
+        # are its sync methods) keyed by the built-in keys. An async adapter
+        # may then call `decide`, sparing a coroutine per request.
+        self.synchronous: bool = (
+            limiter.storage == "memory"
+            and type(limiter).adecide is RateLimiter.adecide
+            and client in (policy.addresses.of, policy._user_or_address)
+        )
 
     def _key(self, client: object, view: RequestView) -> str:
         if type(client) is not str:
@@ -364,6 +433,10 @@ class Rule:
             or a 503 when the storage fails with ``on_error="raise"`` (a
             storage error never escapes).
         """
+        if self.policy.networks is not None:
+            listed = self.policy.listed(view)
+            if listed is not None:
+                return listed
         key = self._key(self._client(view), view)
         try:
             if self.cost == 1:
@@ -376,6 +449,10 @@ class Rule:
 
     async def adecide(self, view: RequestView) -> Verdict:
         """Awaitable twin of `decide` (``key_func`` may return an awaitable)."""
+        if self.policy.networks is not None:
+            listed = self.policy.listed(view)
+            if listed is not None:
+                return listed
         client: Any = self._client(view)
         if type(client) is not str and inspect.isawaitable(client):
             client = await client

@@ -161,7 +161,7 @@ class Verdict:
         status: None to let the request through (adding `headers` to the
             response), else the status to answer with, with `body`,
             `detail` and `headers`: 429 (refused), 503 (the storage failed
-            with ``on_error="raise"``).
+            with ``on_error="raise"``), 403 (a deny-listed network).
         passes: Whether the request goes on to the app (``status`` is None).
         decision: The limiter's decision, None when none was taken.
     """
@@ -205,6 +205,8 @@ class Verdict:
         """The ``detail`` of the JSON body of an answer."""
         if self.status == 503:
             return "Rate limiter unavailable"
+        if self.status == 403:
+            return "Forbidden"
         return self.rendering.detail if self.rendering else DEFAULT_DETAIL
 
     @property
@@ -223,6 +225,8 @@ PASS = Verdict(None)
 #: The storage failed and ``on_error`` is ``"raise"``: a 503, never an
 #: exception out of an adapter.
 UNAVAILABLE = Verdict(503)
+#: The client is on the deny list of networks: a 403.
+FORBIDDEN = Verdict(403)
 
 
 def reported(verdicts: Iterable[Verdict]) -> Verdict:

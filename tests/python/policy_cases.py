@@ -302,6 +302,49 @@ CASES = [
         {"max_keys": 1},
     ),
     Case(
+        "allow-listed-network-passes-unlimited-without-headers",
+        (
+            *[free("/")] * 3,
+            free("/", peer="2001:db8::7"),
+            ok(0, peer="198.51.100.1"),
+            blocked(peer="198.51.100.1"),
+            free("/"),
+        ),
+        {"allow_networks": ["203.0.113.0/24", "2001:db8::/32"]},
+        limit=1,
+    ),
+    Case(
+        "deny-listed-network-gets-403",
+        (
+            Step(status=403, counted=False, body={"detail": "Forbidden"}),
+            Step(
+                peer="::ffff:203.0.113.9",
+                status=403,
+                counted=False,
+                body={"detail": "Forbidden"},
+            ),
+            ok(1, peer="198.51.100.1"),
+        ),
+        {"deny_networks": [CLIENT], "allow_networks": ["203.0.113.0/24"]},
+    ),
+    Case(
+        "a-forged-x-forwarded-for-cannot-reach-an-allow-listed-network",
+        tuple(
+            _counted(
+                i,
+                peer=PROXY,
+                headers=(("X-Forwarded-For", f"192.0.2.{i}, {CLIENT}"),),
+            )
+            for i in range(3)
+        ),
+        {"trusted_proxies": [PROXY], "allow_networks": ["192.0.2.0/24"]},
+    ),
+    Case(
+        "shadow-mode-refuses-nothing-and-reports-the-real-allowance",
+        (ok(1), ok(0), ok(0), ok(0)),
+        {"shadow": True},
+    ),
+    Case(
         "storage-failure-with-on-error-raise-answers-503",
         (
             Step(

@@ -280,7 +280,17 @@ class DrfHarness:
     name = "drf"
     statuses_only = True
     lacks: frozenset[str] = frozenset(
-        {"headers", "detail", "on_blocked", "exempt", "exempt_options", "preflight"}
+        {
+            "headers",
+            "detail",
+            "on_blocked",
+            "exempt",
+            "exempt_options",
+            "preflight",
+            "allow_networks",
+            "deny_networks",
+            "shadow",
+        }
     )
     _DEPLOYMENT: ClassVar[dict[str, str]] = {
         "storage": "STORAGE",

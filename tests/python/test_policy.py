@@ -71,6 +71,16 @@ def get(path: str = "/", peer: str | None = CLIENT, **kw: Any) -> View:
         ({"clock": "now"}, OptionTypeError, "clock", "clock must be a ManualClock"),
         ({"rate": "1/minute"}, OptionTypeError, "rate", "give either rate or limit"),
         ({"storage": "ftp://x"}, OptionValueError, "storage", "storage must be"),
+        ({"allow_networks": 5}, OptionTypeError, "allow_networks", "must be a list"),
+        ({"deny_networks": ["x"]}, OptionValueError, "deny_networks", "not an IP"),
+        ({"deny_networks": [5]}, OptionTypeError, "deny_networks", "must hold"),
+        (
+            {"ban_after": 0, "ban_seconds": 1},
+            OptionValueError,
+            "ban_after",
+            "ban_after",
+        ),
+        ({"shadow": 1}, OptionTypeError, "shadow", "shadow must be a bool"),
     ],
 )
 def test_each_option_is_checked_once_and_named(
@@ -344,3 +354,47 @@ def test_policy_from_settings_maps_keys_and_names_them_in_errors() -> None:
     ]:
         with pytest.raises(SettingsError, match=re.escape(named)):
             policy_from_settings(config, "CONF", importer)
+
+
+# -- abuse controls -------------------------------------------------------------------
+
+
+def test_network_lists_are_replaced_whole_at_run_time() -> None:
+    import threading
+
+    p = policy(limit=10**9)
+    rule = p.rule
+    assert rule is not None
+    stop = threading.Event()
+    seen: list[int | None] = []
+
+    def hit() -> None:
+        while not stop.is_set():
+            seen.append(rule.decide(get()).status)
+
+    threads = [threading.Thread(target=hit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for i in range(300):
+        p.set_networks(deny=[CLIENT] if i % 2 else None)
+    p.set_networks(allow=["203.0.113.0/24"])
+    stop.set()
+    for t in threads:
+        t.join()
+    assert set(seen) <= {None, 403}
+    assert rule.decide(get()) is PASS
+    assert rule.decide(get(peer="198.51.100.1")).status is None
+    assert rule.decide(get(peer="198.51.100.1")).decision is not None
+    p.set_networks()
+    assert p.networks is None
+    assert rule.decide(get()) is not PASS
+
+
+def test_shadow_and_bans_reach_the_policy_limiter() -> None:
+    p = policy(limit=1, shadow=True, ban_after=1, ban_seconds=60)
+    assert p.limiter is not None
+    assert p.limiter.shadow
+    rule = p.rule
+    assert rule is not None
+    assert [rule.decide(get()).passes for _ in range(3)] == [True] * 3
+    assert p.limiter.stats()["bans"] == 1
