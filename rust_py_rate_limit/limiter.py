@@ -358,7 +358,7 @@ class _RedisRateLimiter(RateLimiter):
         # Shadow mode applies once the store has answered.
         if decision.allowed or not self.shadow:
             return decision
-        return self._shadowed(decision)
+        return self._shadowed(key, decision)
 
     async def aremaining(self, key: str) -> int:
         return (await self._apeek(key)).remaining

@@ -308,3 +308,44 @@ def test_shadow_mode_on_redis_awaitables(redis_url: str) -> None:
     assert lim.allow("k") is True
     assert lim.stats()["shadow_refused"] == 3
     lim.clear()
+
+
+def test_a_shadow_refusal_is_logged_once_per_key_per_window(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    import time
+
+    from rust_py_rate_limit import enable_logging
+
+    caplog.set_level(logging.INFO, logger="rust_py_rate_limit")
+    enable_logging(poll_interval=0.01)
+    clock = ManualClock()
+    lim = RateLimiter(1, 60, clock=clock, shadow=True)
+
+    def shadow_records() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "shadow mode admitted" in r.getMessage()]
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 5
+        while len(shadow_records()) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    for _ in range(20):
+        lim.allow("k")  # 19 shadow refusals: one record
+    for _ in range(3):
+        lim.allow("other")  # another key: its own record
+    wait_for(2)
+    clock.advance(59)
+    lim.allow("k")  # the same window: no record
+    clock.advance(1)
+    lim.allow("k")  # admitted (a new window): no refusal, no record
+    lim.allow("k")  # refused in the new window: a record
+    wait_for(3)
+    time.sleep(0.05)  # nothing more arrives
+    records = shadow_records()
+    assert len(records) == 3
+    assert all(r.levelno == logging.INFO for r in records)
+    keys = [r.getMessage().split("key=")[1].split(" ")[0] for r in records]
+    assert sorted(keys) == ["k", "k", "other"]
+    assert lim.stats()["shadow_refused"] == 19 + 2 + 1 + 1

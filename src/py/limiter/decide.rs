@@ -42,11 +42,18 @@ impl PyRateLimiter {
         }
         let outcome = match &self.remote {
             Some(remote) => {
-                Outcome::from(self.remote_hit(key.py(), remote, bytes.into_owned(), cost)?)
+                Outcome::from(self.remote_hit(key.py(), remote, bytes.to_vec(), cost)?)
             }
             None => self.inner.hit_outcome(&bytes, cost)?,
         };
-        Ok(self.guard.shadow(outcome))
+        Ok(self.shadowed(outcome, &bytes))
+    }
+
+    /// Shadow mode on an outcome for `key`.
+    #[inline]
+    pub(super) fn shadowed(&self, outcome: Outcome, key: &[u8]) -> Outcome {
+        let window = self.first().window();
+        self.guard.shadow(outcome, key, || self.clock.now(), window)
     }
 
     /// The answer of the allow or deny list for `key`, if it is on one.

@@ -268,8 +268,15 @@ impl PyRateLimiter {
 
     /// A refused decision as shadow mode admits it (the awaited Redis path
     /// applies shadow mode after the store answered).
-    fn _shadowed(&self, decision: &Bound<'_, PyDecision>) -> PyDecision {
-        PyDecision::from_outcome(self.guard.shadow(decision.get().outcome()))
+    fn _shadowed(
+        &self,
+        key: &Bound<'_, PyAny>,
+        decision: &Bound<'_, PyDecision>,
+    ) -> PyResult<PyDecision> {
+        let bytes = key_bytes(key)?;
+        Ok(PyDecision::from_outcome(
+            self.shadowed(decision.get().outcome(), &bytes),
+        ))
     }
 
     /// The state of the running event loop's own connection to the Redis
