@@ -157,14 +157,19 @@ impl<A: Algorithm> MemoryStore<A> {
             ),
             None => self.hit_new(key, cost),
         };
-        let counter = if decision.allowed {
-            &self.allowed
-        } else {
-            &self.blocked
-        };
-        counter.fetch_add(1, Relaxed);
+        if decision.allowed {
+            self.allowed.fetch_add(1, Relaxed);
+            return Ok(Outcome::from(decision));
+        }
+        Ok(self.refused(key, decision, tracked))
+    }
+
+    /// Counts a refusal, and a ban it may begin.
+    #[inline(never)]
+    fn refused(&self, key: &[u8], decision: Decision, tracked: bool) -> Outcome {
+        self.blocked.fetch_add(1, Relaxed);
         let mut outcome = Outcome::from(decision);
-        if !decision.allowed && tracked && self.bans.policy().is_some() {
+        if tracked && self.bans.policy().is_some() {
             if let Some(ban) = self.bans.refused(key, self.clock.now()) {
                 // This refusal began a ban: the next admission waits for it.
                 let d = &mut outcome.decision;
@@ -173,7 +178,7 @@ impl<A: Algorithm> MemoryStore<A> {
                 outcome.banned = true;
             }
         }
-        Ok(outcome)
+        outcome
     }
 
     /// The answer for a banned key, if `key` is banned now.

@@ -59,8 +59,9 @@ impl PyRateLimiter {
     /// The answer of the allow or deny list for `key`, if it is on one.
     #[inline]
     pub(super) fn listed(&self, key: &[u8]) -> Option<Outcome> {
+        let listed = self.guard.lists.get(key)?;
         let first = self.first();
-        self.guard.listed(key, first.limit(), first.window())
+        Some(self.guard.answer(listed, first.limit(), first.window()))
     }
 
     /// The clock of a ManualClock limiter, in microseconds, for the Redis

@@ -28,10 +28,9 @@ impl Guard {
     /// The answer for a listed key, without the store: an allowed key is
     /// admitted with its whole allowance and counted nowhere; a denied key
     /// is refused for a window (a retry will be refused too).
-    #[inline]
-    pub(crate) fn listed(&self, key: &[u8], limit: u64, window: Nanos) -> Option<Outcome> {
-        let listed = self.lists.get(key)?;
-        Some(match listed {
+    #[cold]
+    pub(crate) fn answer(&self, listed: Listed, limit: u64, window: Nanos) -> Outcome {
+        match listed {
             Listed::Allowed => Outcome::from(Decision {
                 allowed: true,
                 limit,
@@ -54,7 +53,7 @@ impl Guard {
                     shadow_refused: false,
                 }
             }
-        })
+        }
     }
 
     /// Shadow mode: a refusal is admitted instead (it spent nothing) and
