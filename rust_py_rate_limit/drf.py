@@ -35,8 +35,8 @@ limits across workers and hosts), ``KEY_PREFIX``, ``TIMEOUT``, ``ON_ERROR``,
 ``LOCAL_CACHE_KEYS``, ``MAX_KEYS``, ``CLEANUP_INTERVAL``, ``TRUSTED_PROXIES``,
 ``FORWARDED_HEADER`` and ``IPV6_PREFIX``. The client address is read as the
 middleware reads it: ``REMOTE_ADDR``, or with ``TRUSTED_PROXIES`` the one
-forwarding header your proxy sets. DRF's ``NUM_PROXIES`` guess is used only when it is set and
-``TRUSTED_PROXIES`` is not.
+forwarding header your proxy sets. DRF's ``NUM_PROXIES`` guess is used only
+when it is set and ``TRUSTED_PROXIES`` is not.
 
 A refused request makes DRF answer 429 with ``Retry-After`` (from `wait()`).
 With ``ON_ERROR: "raise"`` a storage failure answers 503.
