@@ -194,3 +194,73 @@ impl LocalCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(limit: u64, retry_after: u64, reset_after: u64) -> Decision {
+        Decision {
+            allowed: false,
+            limit,
+            remaining: 0,
+            reset_after,
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn answers_hits_of_at_least_the_cost_until_the_retry_time() {
+        let cache = LocalCache::new(100);
+        assert!(cache.refusal(b"k", 1, 0).is_none());
+        cache.remember(b"k", 2, 1_000, &refused(5, 500, 2_000));
+        assert!(cache.refusal(b"k", 1, 1_100).is_none()); // cheaper: to Redis
+        let d = cache.refusal(b"k", 3, 1_100).unwrap();
+        assert!(!d.allowed);
+        assert_eq!((d.limit, d.remaining, d.retry_after), (5, 0, 400));
+        assert_eq!(d.reset_after, 1_900);
+        let d = cache.refusal(b"k", 2, 1_499).unwrap();
+        assert_eq!(d.retry_after, 1);
+        assert!(cache.refusal(b"k", 2, 1_500).is_none()); // expired: gone
+        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.hits.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn an_admission_or_a_reset_forgets_the_key() {
+        let cache = LocalCache::new(100);
+        cache.remember(b"k", 1, 0, &refused(5, 500, 500));
+        cache.remember(b"j", 1, 0, &refused(5, 500, 500));
+        let admitted = Decision {
+            allowed: true,
+            ..refused(5, 0, 0)
+        };
+        cache.remember(b"k", 1, 10, &admitted);
+        assert!(cache.refusal(b"k", 1, 20).is_none());
+        assert!(cache.refusal(b"j", 1, 20).is_some());
+        cache.forget(b"j");
+        assert_eq!(cache.len(), 0);
+        cache.remember(b"j", 1, 0, &refused(5, 500, 500));
+        cache.forget_all();
+        assert_eq!(cache.len(), 0);
+        assert!(cache.refusal(b"j", 1, 20).is_none());
+    }
+
+    #[test]
+    fn never_grows_past_the_bound() {
+        for bound in [1, 3, 1_000, 5_000] {
+            let cache = LocalCache::new(bound);
+            for i in 0..(3 * bound as u64 + 10) {
+                cache.remember(&i.to_le_bytes(), 1, i, &refused(5, 1_000_000, 0));
+                assert!(cache.len() <= bound);
+                let count: usize = cache.shards.iter().map(|s| s.lock().len()).sum();
+                assert_eq!(count, cache.len());
+            }
+            assert_eq!(cache.len(), bound);
+        }
+        let off = LocalCache::new(0);
+        off.remember(b"k", 1, 0, &refused(5, 500, 500));
+        assert_eq!(off.len(), 0);
+        assert!(off.refusal(b"k", 1, 1).is_none());
+    }
+}
