@@ -23,6 +23,12 @@ Rows:
   ``Limiter.try_acquire``). Each is compared with our same algorithm
   (``ours_over_peer`` = ours / peer, below 1 = ours faster).
 
+Then the flood on a refused key (``--no-flood`` skips it): one key already
+refused (limit 1 per 60 s, spent), hit again and again with ``allow(k)``:
+µs per hit with the local over-limit cache (the default, answered from
+memory), with ``local_cache_keys=0`` (every hit a script call), and the
+memory store's refusal for reference; median of interleaved repeats.
+
 Then the deadline (``--no-deadline`` skips it): against a server of its own
 that accepts connections and never answers (a thread here, on a free loopback
 port), how long ``allow()`` and ``await aallow()`` take to give up, p50 / p99
@@ -656,6 +662,72 @@ def _meta(params: RedisParams) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------
+# A flood on a refused key: the local over-limit cache against a round trip.
+# --------------------------------------------------------------------------
+
+#: (name, what, RateLimiter options beyond limit 1 per 60 s, hits per run).
+FLOOD_ROWS: tuple[tuple[str, str, dict[str, Any] | None, int], ...] = (
+    ("cached", "Redis, local over-limit cache on (default)", {}, 20_000),
+    ("uncached", "Redis, `local_cache_keys=0`", {"local_cache_keys": 0}, 1_000),
+    ("memory", "memory store (reference)", None, 20_000),
+)
+#: The cached flood is at least this many times cheaper than the uncached one.
+FLOOD_FACTOR = 20.0
+
+
+def flood(ctx: Ctx, quick: bool) -> dict[str, Any]:
+    """µs per refused hit on one spent key, per row."""
+    mod = importlib.import_module(OURS)
+    repeats = 3 if quick else 7
+    samples: dict[str, list[float]] = {name: [] for name, *_ in FLOOD_ROWS}
+    problems = []
+    for repeat in range(repeats + 1):  # the first round is a warm-up
+        rows = FLOOD_ROWS[repeat % 3 :] + FLOOD_ROWS[: repeat % 3]
+        for name, _, options, hits in rows:
+            if options is None:
+                lim = mod.RateLimiter(1, 60)
+            else:
+                lim = mod.RateLimiter(
+                    1,
+                    60,
+                    storage=ctx.url,
+                    key_prefix=f"{ctx.prefix}:flood-{name}-{repeat}",
+                    timeout=1.0,
+                    on_error="raise",
+                    **options,
+                )
+            allow = lim.allow
+            if not allow("k") or allow("k"):
+                problems.append(f"flood/{name}: the key was not spent and refused")
+            gc.disable()
+            t = time.perf_counter_ns()
+            admitted = sum(1 for _ in range(hits) if allow("k"))
+            ns = time.perf_counter_ns() - t
+            gc.enable()
+            if admitted:
+                problems.append(f"flood/{name}: {admitted} hits admitted")
+            if repeat:
+                samples[name].append(ns / hits)
+    results: dict[str, dict[str, Any]] = {}
+    medians: dict[str, float] = {}
+    for name, what, _, hits in FLOOD_ROWS:
+        ordered = sorted(samples[name])
+        medians[name] = ordered[len(ordered) // 2]
+        results[name] = {
+            "what": what,
+            "hits": hits,
+            "median_ns": round(ordered[len(ordered) // 2], 1),
+        }
+    cached, uncached = medians["cached"], medians["uncached"]
+    return {
+        "repeats": repeats,
+        "results": results,
+        "uncached_over_cached": round(uncached / cached, 2) if cached else None,
+        "problems": problems,
+    }
+
+
+# --------------------------------------------------------------------------
 # The deadline against a server that accepts and never answers.
 # --------------------------------------------------------------------------
 
@@ -798,6 +870,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-deadline", action="store_true", help="skip the deadline distribution"
     )
+    ap.add_argument(
+        "--no-flood", action="store_true", help="skip the flood on a refused key"
+    )
     args = ap.parse_args(argv)
 
     params = QUICK if args.quick else RedisParams()
@@ -855,6 +930,15 @@ def main(argv: list[str] | None = None) -> int:
                 out["scenarios"][name] = res
                 core.log_summary(res, t0, "median_ns")
                 gc.collect()
+            if not args.no_flood and importlib.util.find_spec(OURS) is not None:
+                print("flood on a refused key ...", file=sys.stderr)
+                out["flood"] = flood(ctx, args.quick)
+                problems.extend(out["flood"]["problems"])
+                for name, row in out["flood"]["results"].items():
+                    print(
+                        f"  {name}: {row['median_ns'] / 1000:.3f} µs/hit",
+                        file=sys.stderr,
+                    )
         finally:
             meta["deleted_keys"] = _delete_prefix(ctx)
             print(

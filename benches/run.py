@@ -954,6 +954,19 @@ def redis_deadline_table(data: dict[str, Any]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def redis_flood_table(data: dict[str, Any]) -> str:
+    results = (data.get("flood") or {}).get("results") or {}
+    lines = ["| row | what | µs/hit | hits/s |", "|---|---|---|---|"]
+    for name, row in results.items():
+        ns = row["median_ns"]
+        lines.append(f"| {name} | {row['what']} | {_us_text(ns)} | {1e9 / ns:,.0f} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _flood_factor(data: dict[str, Any]) -> float | None:
+    return (data.get("flood") or {}).get("uncached_over_cached")
+
+
 def _deadline_overrun(
     timeout_ms: float, path: str
 ) -> Callable[[dict[str, Any]], float | None]:
@@ -1004,6 +1017,15 @@ def redis_targets() -> list[Target]:
             _faster(REDIS_SCN, "aallow", "aallow_gather"),
             ">=",
             rb.GATHER_FACTOR,
+        )
+    )
+    targets.append(
+        Target(
+            "a flood on a refused key: allow() with the local over-limit cache "
+            f">= {rb.FLOOD_FACTOR:.0f}x cheaper than with local_cache_keys=0",
+            _flood_factor,
+            ">=",
+            rb.FLOOD_FACTOR,
         )
     )
     for timeout, _, _ in rb.DEADLINE_RUNS:
@@ -1079,6 +1101,11 @@ def redis_report(data: dict[str, Any]) -> str:
     sections = [
         ("Sync, per hit", redis_sync_table(data)),
         ("Async (ours, fixed window), per hit", redis_async_table(data)),
+        (
+            "A flood on a refused key (limit 1 per 60 s, spent; `allow(k)` "
+            "again and again), per hit",
+            redis_flood_table(data),
+        ),
         (
             "Deadline: a server that accepts and never answers (a fresh "
             "limiter per call, so the breaker never answers instead; the 500 ms "
@@ -1229,6 +1256,7 @@ def run_redis(args: Any, only: list[str] | None) -> dict[str, Any]:
         "processes": {"main": raw["meta"]},
         "scenarios": raw["scenarios"],
         "deadline": raw.get("deadline"),
+        "flood": raw.get("flood"),
     }
     unavailable = raw["meta"]["unavailable"] is not None
     data["targets"] = [] if unavailable else [t.evaluate(data) for t in redis_targets()]

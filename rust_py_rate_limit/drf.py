@@ -32,11 +32,11 @@ tests).
 The deployment comes from the ``RUST_PY_RATE_LIMIT`` setting the Django
 middleware reads, if present: ``STORAGE`` (``"redis://..."`` shares the
 limits across workers and hosts), ``KEY_PREFIX``, ``TIMEOUT``, ``ON_ERROR``,
-``MAX_KEYS``, ``CLEANUP_INTERVAL``, ``TRUSTED_PROXIES``, ``FORWARDED_HEADER``
-and ``IPV6_PREFIX``. The client address is read as the middleware reads
-it: ``REMOTE_ADDR``, or with ``TRUSTED_PROXIES`` the one forwarding header
-your proxy sets. DRF's ``NUM_PROXIES`` guess is used only when it is set and
-``TRUSTED_PROXIES`` is not.
+``LOCAL_CACHE_KEYS``, ``MAX_KEYS``, ``CLEANUP_INTERVAL``, ``TRUSTED_PROXIES``,
+``FORWARDED_HEADER`` and ``IPV6_PREFIX``. The client address is read as the
+middleware reads it: ``REMOTE_ADDR``, or with ``TRUSTED_PROXIES`` the one
+forwarding header your proxy sets. DRF's ``NUM_PROXIES`` guess is used only
+when it is set and ``TRUSTED_PROXIES`` is not.
 
 A refused request makes DRF answer 429 with ``Retry-After`` (from `wait()`).
 With ``ON_ERROR: "raise"`` a storage failure answers 503.
@@ -76,6 +76,7 @@ _DEPLOYMENT = (
     ("key_prefix", "KEY_PREFIX"),
     ("timeout", "TIMEOUT"),
     ("on_error", "ON_ERROR"),
+    ("local_cache_keys", "LOCAL_CACHE_KEYS"),
     ("max_keys", "MAX_KEYS"),
     ("cleanup_interval", "CLEANUP_INTERVAL"),
 )

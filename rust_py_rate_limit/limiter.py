@@ -69,6 +69,10 @@ class RateLimiter(RateLimiterCore):
         deny_keys: Keys always refused (`Decision.denied`), no state kept.
         shadow: Decide and count as usual, but admit what would be refused
             (`Decision.shadow_refused`): see what a new limit would do.
+        local_cache_keys: With Redis: how many keys' refusals are remembered
+            locally until their retry time, answering further hits of at
+            least the refused cost without a round trip (default 20000; 0
+            turns the cache off).
 
     Example:
         >>> limiter = RateLimiter(limit=2, window_seconds=60)
@@ -102,6 +106,7 @@ class RateLimiter(RateLimiterCore):
             allow_keys: Iterable[str] | None = None,
             deny_keys: Iterable[str] | None = None,
             shadow: bool = False,
+            local_cache_keys: int = 20000,
         ) -> Self: ...
 
     else:

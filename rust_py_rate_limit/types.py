@@ -61,6 +61,8 @@ class Stats(TypedDict):
         denied: Hits refused by the deny list.
         shadow_refused: Hits shadow mode admitted that would have been
             refused.
+        local_cache_hits: Refusals answered from the Redis store's local
+            over-limit cache, without a round trip (also in ``blocked``).
     """
 
     allowed: int
@@ -76,3 +78,4 @@ class Stats(TypedDict):
     banned_keys: int
     denied: int
     shadow_refused: int
+    local_cache_hits: int

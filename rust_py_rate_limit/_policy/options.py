@@ -68,6 +68,7 @@ class LimitOptions(TypedDict, total=False):
     ban_within: float | None
     ban_seconds: float | None
     shadow: bool
+    local_cache_keys: int | None
     allow_networks: Iterable[str] | None
     deny_networks: Iterable[str] | None
 
@@ -104,6 +105,7 @@ LIMITER_OPTIONS = (
     "ban_within",
     "ban_seconds",
     "shadow",
+    "local_cache_keys",
 )
 
 

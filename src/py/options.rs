@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
 
 use super::args::seconds_to_nanos;
 use super::clock::PyManualClock;
@@ -171,6 +171,32 @@ pub(super) fn none_if_absent<'a, 'py>(
     obj.filter(|o| !o.is_none())
 }
 
+/// Keys the local over-limit cache holds by default.
+const LOCAL_CACHE_KEYS: usize = 20_000;
+
+/// `local_cache_keys=`: an int >= 0 (0 turns the cache off).
+fn local_cache_keys_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+    let Some(obj) = none_if_absent(obj) else {
+        return Ok(LOCAL_CACHE_KEYS);
+    };
+    if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "local_cache_keys must be an int, not {}",
+            obj.get_type().name()?
+        )));
+    }
+    match obj.extract::<usize>() {
+        Ok(n) if n <= 1 << 32 => Ok(n),
+        _ if obj.lt(0)? => Err(PyValueError::new_err(format!(
+            "local_cache_keys must be 0 or more, got {}",
+            obj.repr()?
+        ))),
+        _ => Err(PyValueError::new_err(
+            "local_cache_keys must be at most 2**32",
+        )),
+    }
+}
+
 /// The URL schemes `storage=` accepts besides `"memory"`.
 const REMOTE_SCHEMES: [&str; 4] = ["redis://", "rediss://", "unix://", "redis+cluster://"];
 
@@ -182,6 +208,7 @@ pub(super) fn remote_from(
     key_prefix: Option<&Bound<'_, PyAny>>,
     timeout: Option<&Bound<'_, PyAny>>,
     on_error: Option<&Bound<'_, PyAny>>,
+    local_cache_keys: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Option<Arc<RedisStore>>> {
     let remote = match none_if_absent(storage) {
         None => None,
@@ -223,6 +250,7 @@ pub(super) fn remote_from(
                     key_prefix,
                     timeout,
                     on_error: on_error_from(on_error)?,
+                    local_cache_keys: local_cache_keys_from(local_cache_keys)?,
                 };
                 if spec.max_keys.is_some() {
                     return Err(PyValueError::new_err(
@@ -238,6 +266,7 @@ pub(super) fn remote_from(
             ("key_prefix", key_prefix),
             ("timeout", timeout),
             ("on_error", on_error),
+            ("local_cache_keys", local_cache_keys),
         ] {
             if none_if_absent(obj).is_some() {
                 return Err(PyValueError::new_err(format!(

@@ -216,6 +216,7 @@ def test_cancelled_acquire_leaves_nothing_behind() -> None:
         "banned_keys": 0,
         "denied": 0,
         "shadow_refused": 0,
+        "local_cache_hits": 0,
     }
 
 

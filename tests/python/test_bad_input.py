@@ -89,6 +89,7 @@ def test_cost_below_one_is_value_error(method: str, cost: int) -> None:
         "banned_keys": 0,
         "denied": 0,
         "shadow_refused": 0,
+        "local_cache_hits": 0,
     }
 
 

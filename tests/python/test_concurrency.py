@@ -62,6 +62,7 @@ def test_eight_threads_on_one_key_admit_exactly_the_limit(round_: int) -> None:
         "banned_keys": 0,
         "denied": 0,
         "shadow_refused": 0,
+        "local_cache_hits": 0,
     }
 
 

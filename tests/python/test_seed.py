@@ -123,6 +123,7 @@ def test_stats_counts() -> None:
         "banned_keys": 0,
         "denied": 0,
         "shadow_refused": 0,
+        "local_cache_hits": 0,
     }
 
 

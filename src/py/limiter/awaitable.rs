@@ -26,6 +26,13 @@ impl PyRateLimiter {
             return Ok(future);
         }
         let now = self.remote_now();
+        // A refusal remembered from Redis answers at once, whichever path
+        // the decision would take (see store::redis::local).
+        if let Some(refused) = remote.cached_refusal(&bytes, cost, now) {
+            let (future, complete) = bridge::completion::<PyDecision>(key.py())?;
+            complete(Ok(PyDecision::new(refused)));
+            return Ok(future);
+        }
         // On a single server, over the running loop's own connection: no
         // thread hop either way (see store::redis::link).
         if remote.can_link() {

@@ -68,7 +68,8 @@ impl PyRateLimiter {
         allow_keys = None,
         deny_keys = None,
         shadow = None,
-    ), text_signature = "(limit=None, window_seconds=None, algorithm='fixed', max_keys=None, cleanup_interval=None, *, rate=None, burst=None, clock=None, on_full='deny', storage='memory', key_prefix='rust_py_rate_limit', timeout=0.05, on_error='allow', ban_after=None, ban_within=None, ban_seconds=None, allow_keys=None, deny_keys=None, shadow=False)")]
+        local_cache_keys = None,
+    ), text_signature = "(limit=None, window_seconds=None, algorithm='fixed', max_keys=None, cleanup_interval=None, *, rate=None, burst=None, clock=None, on_full='deny', storage='memory', key_prefix='rust_py_rate_limit', timeout=0.05, on_error='allow', ban_after=None, ban_within=None, ban_seconds=None, allow_keys=None, deny_keys=None, shadow=False, local_cache_keys=20000)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: Option<&Bound<'_, PyAny>>,
@@ -90,6 +91,7 @@ impl PyRateLimiter {
         allow_keys: Option<&Bound<'_, PyAny>>,
         deny_keys: Option<&Bound<'_, PyAny>>,
         shadow: Option<&Bound<'_, PyAny>>,
+        local_cache_keys: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let quotas = build::quotas(limit, window_seconds, rate)?;
         let spec = build::spec(quotas, algorithm, burst, max_keys, on_full)?;
@@ -97,7 +99,14 @@ impl PyRateLimiter {
         let spec = spec.with_bans(ban);
         let guard = build::guard(allow_keys, deny_keys, shadow)?;
         let clock = clock_from(clock)?;
-        let remote = remote_from(&spec, storage, key_prefix, timeout, on_error)?;
+        let remote = remote_from(
+            &spec,
+            storage,
+            key_prefix,
+            timeout,
+            on_error,
+            local_cache_keys,
+        )?;
         if remote.is_some() && spec.ban.is_some() {
             return Err(PyValueError::new_err(
                 "ban_after is not available with a Redis storage yet: use ban_after with \
@@ -219,6 +228,11 @@ impl PyRateLimiter {
     /// Removes keys whose state has expired; returns how many.
     fn cleanup_expired(&self, py: Python<'_>) -> usize {
         py.detach(|| self.inner.cleanup_expired())
+    }
+
+    /// Keys the local over-limit cache holds (0 without Redis): for tests.
+    fn _local_cache_len(&self) -> usize {
+        self.remote.as_ref().map_or(0, |r| r.local_cache().1)
     }
 
     /// Activity counters.

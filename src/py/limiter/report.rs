@@ -14,10 +14,11 @@ impl PyRateLimiter {
     /// The dict of `stats()`.
     pub(super) fn stats_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let mut s = self.inner.stats();
-        let (mut errors, mut breaker) = (0, "closed");
+        let (mut errors, mut breaker, mut cache_hits) = (0, "closed", 0);
         if let Some(remote) = &self.remote {
             (s.allowed, s.blocked, errors) = remote.counters();
             breaker = remote.breaker_state().name();
+            cache_hits = remote.local_cache().0;
         }
         let dict = PyDict::new(py);
         dict.set_item(intern!(py, "allowed"), s.allowed)?;
@@ -34,6 +35,7 @@ impl PyRateLimiter {
         dict.set_item(intern!(py, "denied"), self.guard.denied.load(Relaxed))?;
         let shadow_refused = self.guard.shadow_refused.load(Relaxed);
         dict.set_item(intern!(py, "shadow_refused"), shadow_refused)?;
+        dict.set_item(intern!(py, "local_cache_hits"), cache_hits)?;
         Ok(dict)
     }
 

@@ -145,7 +145,11 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.redis_err(e))?;
-        decisions(reply, jobs.len())
+        let list = decisions(reply, jobs.len())?;
+        for (job, decision) in jobs.iter().zip(&list) {
+            self.remember(job, decision);
+        }
+        Ok(list)
     }
 
     /// What a hit of cost 1 would get, spending nothing.

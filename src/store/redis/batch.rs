@@ -35,6 +35,10 @@ pub(super) struct Job {
     pub cost: u64,
     /// The time to decide at instead of the server's (tests).
     pub now_us: Option<u64>,
+    /// The limiter's key, for the local cache.
+    pub key: Box<[u8]>,
+    /// The store's time before the call went out (ns; see `local`).
+    pub at: u64,
 }
 
 /// A queued decision, where its result goes, and by when.
@@ -190,6 +194,8 @@ mod tests {
             keys: vec![],
             cost,
             now_us: None,
+            key: Box::default(),
+            at: 0,
         };
         let pending = Pending {
             job,

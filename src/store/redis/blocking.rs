@@ -46,6 +46,9 @@ impl RedisStore {
                 d.pop()
                     .ok_or_else(|| StoreError("the script returned no decision".into()))
             });
+        if let Ok(decision) = &result {
+            self.remember(&job, decision);
+        }
         self.record(&result);
         result
     }
@@ -89,6 +92,9 @@ impl RedisStore {
         cost: u64,
         now_us: Option<u64>,
     ) -> std::result::Result<Decision, StoreError> {
+        if let Some(refused) = self.cached_refusal(key, cost, now_us) {
+            return Ok(refused);
+        }
         let result = self.decide_blocking("hit", key, cost, now_us);
         self.settle(result, cost)
     }

@@ -15,21 +15,27 @@ impl RedisStore {
     /// Deletes `key`'s state; whether it had any.
     pub async fn reset(&self, key: &[u8]) -> std::result::Result<bool, StoreError> {
         let keys = self.keys(key);
-        self.guarded(async {
-            let mut conn = self.connection().await?;
-            let removed: u64 = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| StoreError(e.to_string()))?;
-            Ok(removed > 0)
-        })
-        .await
+        self.local.forget(key);
+        let result = self
+            .guarded(async {
+                let mut conn = self.connection().await?;
+                let removed: u64 = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| StoreError(e.to_string()))?;
+                Ok(removed > 0)
+            })
+            .await;
+        // Again: a reply that was on the wire meanwhile may have put it back.
+        self.local.forget(key);
+        result
     }
 
     /// Deletes every key of this limiter (its prefix and identity only),
     /// with SCAN, never KEYS. Returns how many keys went.
     pub async fn clear(&self) -> std::result::Result<u64, StoreError> {
+        self.local.forget_all();
         let pattern = self.layout.pattern();
         let deadline = self.config.timeout.max(Duration::from_secs(10));
         let work = async {
@@ -45,10 +51,12 @@ impl RedisStore {
                 }
             }
         };
-        match tokio::time::timeout(deadline, work).await {
+        let result = match tokio::time::timeout(deadline, work).await {
             Ok(result) => result,
             Err(_) => Err(StoreError("clear did not finish in time".into())),
-        }
+        };
+        self.local.forget_all();
+        result
     }
 }
 

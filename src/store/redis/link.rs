@@ -234,6 +234,7 @@ impl RedisStore {
                     match result {
                         Ok(list) => {
                             for (pending, decision) in state.in_flight.drain(..).zip(list) {
+                                self.remember(&pending.job, &decision);
                                 self.answer(&mut step, pending, Ok(decision));
                             }
                         }

@@ -26,6 +26,7 @@ mod client;
 mod failure;
 mod keys;
 mod link;
+mod local;
 mod resp;
 mod script;
 mod url;
@@ -44,6 +45,7 @@ pub use link::{Link, LinkPending, Step};
 use script::{decisions, script_for};
 pub use url::redact;
 
+use crate::algorithm::Decision;
 use crate::error::{Error, Result};
 use crate::limiter::{AlgorithmKind, Spec};
 
@@ -80,6 +82,8 @@ pub struct RedisConfig {
     pub timeout: Duration,
     /// What a failure turns into.
     pub on_error: OnError,
+    /// Keys whose refusals are remembered locally (0: none; see `local`).
+    pub local_cache_keys: usize,
 }
 
 /// The URL scheme of a Redis Cluster: `redis+cluster://host:port,host:port`
@@ -118,6 +122,8 @@ pub struct RedisStore {
     breaker: Breaker,
     /// Decisions waiting for the script call on the wire.
     queue: Queue,
+    /// Refusals remembered until their retry time.
+    local: local::LocalCache,
     allowed: AtomicU64,
     blocked: AtomicU64,
     errors: AtomicU64,
@@ -182,6 +188,7 @@ impl RedisStore {
             sums: spec.kind == AlgorithmKind::SlidingLog,
             breaker: Breaker::new(),
             queue: Queue::default(),
+            local: local::LocalCache::new(config.local_cache_keys),
             connection: Mutex::new(None),
             blocking: Mutex::new(BlockingPool::default()),
             config,
@@ -221,6 +228,30 @@ impl RedisStore {
             self.blocked.load(Relaxed),
             self.errors.load(Relaxed),
         )
+    }
+
+    /// A refusal of a hit of `cost` on `key` remembered from Redis (see
+    /// `local`), counted as refused: every decision path asks this first.
+    #[inline]
+    pub fn cached_refusal(&self, key: &[u8], cost: u64, now_us: Option<u64>) -> Option<Decision> {
+        if self.local.len() == 0 {
+            return None;
+        }
+        let decision = self.local.refusal(key, cost, local::now_ns(now_us))?;
+        self.blocked.fetch_add(1, Relaxed);
+        Some(decision)
+    }
+
+    /// Remembers Redis's answer to `job` (hits only), where replies arrive.
+    fn remember(&self, job: &batch::Job, decision: &Decision) {
+        if job.mode == "hit" {
+            self.local.remember(&job.key, job.cost, job.at, decision);
+        }
+    }
+
+    /// Answers served from the local cache, and keys it holds.
+    pub fn local_cache(&self) -> (u64, usize) {
+        (self.local.hits.load(Relaxed), self.local.len())
     }
 
     /// The circuit breaker's state.

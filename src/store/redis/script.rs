@@ -36,6 +36,8 @@ impl RedisStore {
             keys: self.keys(key),
             cost,
             now_us,
+            key: key.into(),
+            at: super::local::now_ns(now_us),
         }
     }
 
