@@ -126,30 +126,36 @@ mod tests {
         let (even, odd) = (keys(&["x", "y"]), keys(&["z"]));
         lists.set_allow(even.clone());
         let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let reader = {
-            let (lists, stop) = (lists.clone(), stop.clone());
+            let (lists, stop, seen) = (lists.clone(), stop.clone(), seen.clone());
             std::thread::spawn(move || {
-                let mut seen = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let sets = lists.sets.load();
-                    let (x, z) = (
-                        sets.allow.contains(&b"x"[..]),
+                    let (y, z) = (
+                        sets.allow.contains(&b"y"[..]),
                         sets.allow.contains(&b"z"[..]),
                     );
-                    assert!(x != z, "a mix of two lists");
-                    seen += 1;
+                    assert!(y != z, "a mix of two lists");
+                    assert!(lists.get(b"nobody").is_none());
+                    assert!(lists.any.load(Ordering::Acquire), "lists ignored");
+                    seen.fetch_add(1, Ordering::Relaxed);
                 }
-                seen
             })
         };
-        for i in 0..2_000 {
+        // Swap until the reader has looked many times, however the threads
+        // are scheduled.
+        let mut i = 0u64;
+        while seen.load(Ordering::Relaxed) < 10_000 {
             lists.set_allow(if i % 2 == 0 {
                 odd.clone()
             } else {
                 even.clone()
             });
+            i += 1;
         }
         stop.store(true, Ordering::Relaxed);
-        assert!(reader.join().unwrap() > 0);
+        reader.join().unwrap();
+        assert!(i > 0);
     }
 }
