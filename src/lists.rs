@@ -40,6 +40,12 @@ impl KeyLists {
         Self::default()
     }
 
+    /// Whether either list holds a key.
+    #[inline]
+    pub fn any(&self) -> bool {
+        self.any.load(Ordering::Acquire)
+    }
+
     /// Which list `key` is on, if any (the deny list wins a key on both).
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<Listed> {

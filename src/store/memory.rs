@@ -135,20 +135,14 @@ impl<A: Algorithm> MemoryStore<A> {
         Ok(())
     }
 
-    /// Decides one hit of `cost` on `key`, spending it if admitted.
+    /// Decides one hit of `cost` on `key`, spending it if admitted (a
+    /// banned key is refused without touching its state).
     #[inline]
     pub fn hit(&self, key: &[u8], cost: u64) -> Result<Decision> {
-        self.hit_outcome(key, cost).map(|o| o.decision)
-    }
-
-    /// Decides one hit of `cost` on `key`, spending it if admitted, and
-    /// says whether a ban refused it (or this refusal began one).
-    #[inline]
-    pub fn hit_outcome(&self, key: &[u8], cost: u64) -> Result<Outcome> {
         self.validate_cost(cost)?;
-        if let Some(outcome) = self.banned(key) {
+        if let Some(decision) = self.banned(key) {
             self.blocked.fetch_add(1, Relaxed);
-            return Ok(outcome);
+            return Ok(decision);
         }
         let (decision, tracked) = match self.map.get_mut(key) {
             Some(mut state) => (
@@ -159,43 +153,53 @@ impl<A: Algorithm> MemoryStore<A> {
         };
         if decision.allowed {
             self.allowed.fetch_add(1, Relaxed);
-            return Ok(Outcome::from(decision));
+            return Ok(decision);
         }
         Ok(self.refused(key, decision, tracked))
     }
 
-    /// Counts a refusal, and a ban it may begin.
-    #[inline(never)]
-    fn refused(&self, key: &[u8], decision: Decision, tracked: bool) -> Outcome {
-        self.blocked.fetch_add(1, Relaxed);
+    /// [`hit`](Self::hit), saying whether a ban refused it (or this
+    /// refusal began one).
+    #[inline]
+    pub fn hit_outcome(&self, key: &[u8], cost: u64) -> Result<Outcome> {
+        let decision = self.hit(key, cost)?;
+        Ok(self.flagged(key, decision))
+    }
+
+    /// A decision with its ban flag: a refusal of a key banned now.
+    #[inline]
+    fn flagged(&self, key: &[u8], decision: Decision) -> Outcome {
         let mut outcome = Outcome::from(decision);
-        if tracked && self.bans.policy().is_some() {
-            if let Some(ban) = self.bans.refused(key, self.clock.now()) {
-                // This refusal began a ban: the next admission waits for it.
-                let d = &mut outcome.decision;
-                d.retry_after = d.retry_after.max(ban);
-                d.reset_after = d.reset_after.max(ban);
-                outcome.banned = true;
-            }
+        if !decision.allowed {
+            outcome.banned = self.bans.check(key, || self.clock.now()).is_some();
         }
         outcome
     }
 
+    /// Counts a refusal, and a ban it may begin.
+    #[inline(never)]
+    fn refused(&self, key: &[u8], mut decision: Decision, tracked: bool) -> Decision {
+        self.blocked.fetch_add(1, Relaxed);
+        if tracked && self.bans.policy().is_some() {
+            if let Some(ban) = self.bans.refused(key, self.clock.now()) {
+                // This refusal began a ban: the next admission waits for it.
+                decision.retry_after = decision.retry_after.max(ban);
+                decision.reset_after = decision.reset_after.max(ban);
+            }
+        }
+        decision
+    }
+
     /// The answer for a banned key, if `key` is banned now.
     #[inline]
-    fn banned(&self, key: &[u8]) -> Option<Outcome> {
+    fn banned(&self, key: &[u8]) -> Option<Decision> {
         let left = self.bans.check(key, || self.clock.now())?;
-        Some(Outcome {
-            decision: Decision {
-                allowed: false,
-                limit: self.algorithm.limit(),
-                remaining: 0,
-                reset_after: left,
-                retry_after: left,
-            },
-            banned: true,
-            denied: false,
-            shadow_refused: false,
+        Some(Decision {
+            allowed: false,
+            limit: self.algorithm.limit(),
+            remaining: 0,
+            reset_after: left,
+            retry_after: left,
         })
     }
 
@@ -318,8 +322,11 @@ impl<A: Algorithm> MemoryStore<A> {
 
     /// [`peek`](Self::peek), saying whether a ban answers.
     pub fn peek_outcome(&self, key: &[u8]) -> Outcome {
-        if let Some(outcome) = self.banned(key) {
-            return outcome;
+        if let Some(decision) = self.banned(key) {
+            return Outcome {
+                banned: true,
+                ..Outcome::from(decision)
+            };
         }
         Outcome::from(match self.map.get_mut(key) {
             Some(mut state) => {

@@ -25,6 +25,12 @@ pub(crate) struct Guard {
 const SHADOW_LOG_KEYS: usize = 10_000;
 
 impl Guard {
+    /// Whether a list holds a key or shadow mode is on.
+    #[inline]
+    pub(crate) fn active(&self) -> bool {
+        self.shadow || self.lists.any()
+    }
+
     /// The answer for a listed key, without the store: an allowed key is
     /// admitted with its whole allowance and counted nowhere; a denied key
     /// is refused for a window (a retry will be refused too).

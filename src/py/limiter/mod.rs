@@ -175,6 +175,12 @@ impl PyRateLimiter {
     /// Spends `cost` on `key` if the limit allows it; returns whether it did.
     #[pyo3(signature = (key, cost = Cost::Omitted), text_signature = "(self, key, cost=1)")]
     fn allow(&self, key: &Bound<'_, PyAny>, cost: Cost<'_, '_>) -> PyResult<bool> {
+        // The common case, a memory store with no list and no shadow mode,
+        // needs no flags: only whether the hit was admitted.
+        if self.remote.is_none() && !self.guard.active() {
+            let cost = self.cost(cost)?;
+            return Ok(self.inner.hit(&key_bytes(key)?, cost)?.allowed);
+        }
         Ok(self.hit(key, cost)?.decision.allowed)
     }
 
