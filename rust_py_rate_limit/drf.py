@@ -299,6 +299,11 @@ class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
             return None
         return float(decision.retry_after)
 
+    def _user_or_ident(self, request: Any) -> object:
+        """The authenticated user's pk, else the client address."""
+        user = _user(request)
+        return user.pk if user is not None else self.get_ident(request)
+
     def _key(self, ident: object) -> str:
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
@@ -325,8 +330,7 @@ class UserRateThrottle(RateLimitThrottle):
     scope = "user"
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
-        user = _user(request)
-        return self._key(user.pk if user is not None else self.get_ident(request))
+        return self._key(self._user_or_ident(request))
 
 
 class ScopedRateThrottle(RateLimitThrottle):
@@ -345,5 +349,4 @@ class ScopedRateThrottle(RateLimitThrottle):
         return super().allow_request(request, view)
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
-        user = _user(request)
-        return self._key(user.pk if user is not None else self.get_ident(request))
+        return self._key(self._user_or_ident(request))

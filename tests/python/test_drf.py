@@ -1,8 +1,8 @@
 """The Django REST framework throttles: real API views and viewsets under
 Django's test client, DRF's own 429 with ``Retry-After``.
 
-Settings are configured once if nobody has (test_django.py may have done it
-first); everything a test needs is set with ``override_settings``. No
+Settings come from ``django_settings`` (shared by the Django tests);
+everything a test needs is set with ``override_settings``. No
 ``django.contrib.auth``: a tiny authentication class makes a user from an
 ``Authorization: User <pk>`` header.
 """
@@ -20,23 +20,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-from django.conf import settings
-
-if not settings.configured:
-    settings.configure(
-        DEBUG=False,
-        ALLOWED_HOSTS=["*"],
-        SECRET_KEY="tests-only",
-        INSTALLED_APPS=[],
-        DATABASES={},
-        MIDDLEWARE=[],
-        ROOT_URLCONF=__name__,
-        LOGGING_CONFIG=None,
-        USE_TZ=True,
-    )
-
 import django
+import django_settings  # noqa: F401  (configures Django's settings)
+import pytest
 from django.apps import apps
 
 if not apps.ready:
