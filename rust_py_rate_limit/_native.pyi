@@ -1,7 +1,7 @@
 """Type stubs of the compiled module ``rust_py_rate_limit._native``."""
 
 from collections.abc import Awaitable, Iterable, Sequence
-from typing import Final, Literal, TypedDict, TypeVar, final
+from typing import Any, Final, Literal, TypedDict, TypeVar, final
 
 from typing_extensions import disjoint_base
 
@@ -83,6 +83,7 @@ class Decision:
     @property
     def retry_after_ns(self) -> int: ...
     def to_dict(self) -> CheckResult: ...
+    def _legacy_headers(self, raw: bool = False) -> list[tuple[Any, Any]]: ...
     def __bool__(self) -> bool: ...
     def __eq__(self, value: object, /) -> bool: ...
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from flask import Flask, Request, Response, current_app, request
 from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import Headers
 
 from rust_py_rate_limit._native import Decision
 from rust_py_rate_limit._policy import (
@@ -31,6 +32,7 @@ from rust_py_rate_limit._policy import (
     reported,
 )
 from rust_py_rate_limit._policy.options import check_bool, check_callable
+from rust_py_rate_limit._policy.render import HEADER_NAMES as _HEADER_NAMES
 from rust_py_rate_limit.limiter import RateLimiter
 
 if TYPE_CHECKING:
@@ -187,8 +189,14 @@ class FlaskRateLimiter:
         if installed is not None:
             raise RuntimeError("this app already has a FlaskRateLimiter")
         app.extensions[EXTENSION_KEY] = self
-        # Bound to the app: no current_app proxy on the request path.
-        app.before_request(functools.partial(self._before_request, app))
+
+        # Bound to the app: no current_app proxy on the request path. A plain
+        # function, not a partial: Flask asks every hook per request whether
+        # it is a coroutine function, which unwraps a partial slowly.
+        def before_request() -> Response | None:
+            return self._before_request(app)
+
+        app.before_request(before_request)
         app.after_request(self._after_request)
         self._apps.add(app)
 
@@ -263,7 +271,9 @@ class FlaskRateLimiter:
                     )
                 # The view runs, so every request is counted, a CORS preflight
                 # included (only those Flask answers itself are exempt).
-                verdict = self._hit(rule, req)
+                verdict = rule.decide(FlaskView(req))
+                if verdict.decision is not None:
+                    req.environ[self._hits].append(verdict)
                 return (
                     call(*args, **kwargs) if verdict.passes else self._refuse(verdict)
                 )
@@ -302,6 +312,8 @@ class FlaskRateLimiter:
     def _before_request(self, app: Flask) -> Response | None:
         req: Request = request._get_current_object()  # type: ignore[attr-defined]
         req.environ[self._hits] = []  # also tells the wrapper we are installed
+        if self._default is None and req.method != "OPTIONS":
+            return None  # only the wrappers of limited views decide
         endpoint = req.endpoint
         if endpoint is None:
             return None  # no route matched (404, 405, redirect): no view runs
@@ -333,14 +345,30 @@ class FlaskRateLimiter:
         return None
 
     def _after_request(self, response: Response) -> Response:
-        hits = request.environ.get(self._hits)
+        # Through the proxy's own getter: attribute access on the proxy costs
+        # a few microseconds.
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        hits = req.environ.get(self._hits)
         if hits:
-            headers = response.headers
-            # Headers.set scans and validates: add, unless the name is there.
-            present = {name.lower() for name in headers.keys()}  # noqa: SIM118
-            for name, value in reported(hits).headers:
-                if name.lower() in present:
-                    headers.set(name, value)
-                else:
-                    headers.add(name, value)
+            pairs = (hits[0] if len(hits) == 1 else reported(hits)).headers
+            if pairs:
+                _merge(response.headers, pairs)
         return response
+
+
+def _merge(headers: Headers, pairs: list[tuple[str, str]]) -> None:
+    """Adds the rate-limit headers to a response's, replacing any of the
+    same name. Headers.add and .set validate every value and .set scans the
+    list: our values are digits and fixed text, so when no name collides
+    (the usual case) they are appended to werkzeug's list in one step."""
+    items = getattr(headers, "_list", None) if type(headers) is Headers else None
+    if type(items) is list and _HEADER_NAMES.isdisjoint(
+        [name.lower() for name, _ in items]
+    ):
+        items.extend(pairs)
+        return
+    for name, value in pairs:
+        if name in headers:
+            headers.set(name, value)
+        else:
+            headers.add(name, value)

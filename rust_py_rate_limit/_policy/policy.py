@@ -438,7 +438,12 @@ class Rule:
             listed = self.policy.listed(view)
             if listed is not None:
                 return listed
-        key = self._key(self._client(view), view)
+        # The request path of every adapter: _key and _verdict inlined.
+        client: Any = self._client(view)
+        if type(client) is not str:
+            self._key(client, view)  # raises the type error
+        separator = self._separator
+        key = client if separator is None else f"{view.route}{separator}{client}"
         try:
             if self.cost == 1:
                 decision = self.limiter.decide(key)
@@ -446,7 +451,9 @@ class Rule:
                 decision = self.limiter.decide(key, self.cost)
         except StorageError:
             return UNAVAILABLE
-        return self._verdict(decision)
+        return Verdict(
+            None if decision.allowed else BLOCKED_STATUS, decision, self.rendering
+        )
 
     async def adecide(self, view: RequestView) -> Verdict:
         """Awaitable twin of `decide` (``key_func`` may return an awaitable)."""

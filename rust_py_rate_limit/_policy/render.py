@@ -15,7 +15,8 @@ Header modes (``headers=``):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from rust_py_rate_limit._native import Decision, RateLimiterCore
@@ -24,6 +25,7 @@ from rust_py_rate_limit._policy.options import HeaderMode, OptionValueError
 __all__ = [
     "BLOCKED_STATUS",
     "DEFAULT_DETAIL",
+    "HEADER_NAMES",
     "PASS",
     "UNAVAILABLE",
     "HeaderMode",
@@ -52,11 +54,9 @@ def _body(detail: str) -> bytes:
 
 
 class _Spelling(NamedTuple):
-    """Header names, as text or as ASGI's lower-case bytes."""
+    """Header names (but the legacy ones, which the decision renders), as
+    text or as ASGI's lower-case bytes."""
 
-    limit: Any
-    remaining: Any
-    reset: Any
     policy: Any
     field: Any
     retry_after: Any
@@ -64,15 +64,23 @@ class _Spelling(NamedTuple):
 
 
 _TEXT = _Spelling(
-    "X-RateLimit-Limit",
-    "X-RateLimit-Remaining",
-    "X-RateLimit-Reset",
     "RateLimit-Policy",
     "RateLimit",
     "Retry-After",
     '"%s";r=%d;t=%d',
 )
 _RAW = _Spelling(*(part.lower().encode("latin-1") for part in _TEXT))
+#: Every header a verdict may carry, lower-case.
+HEADER_NAMES = frozenset(
+    (
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        *(name.lower() for name in _TEXT[:-1]),
+    )
+)
+_LEGACY_TEXT = operator.methodcaller("_legacy_headers", False)
+_LEGACY_RAW = operator.methodcaller("_legacy_headers", True)
 
 
 class Rendering:
@@ -85,7 +93,19 @@ class Rendering:
         detail: The ``detail`` of a 429's JSON body.
     """
 
-    __slots__ = ("_deciding", "_ietf", "_legacy", "_policy", "body", "detail", "mode")
+    __slots__ = (
+        "_deciding",
+        "_ietf",
+        "_legacy",
+        "_policy",
+        "body",
+        "detail",
+        "headers",
+        "mode",
+        "raw_headers",
+    )
+    headers: Callable[[Decision], list[tuple[str, str]]]
+    raw_headers: Callable[[Decision], list[tuple[bytes, bytes]]]
 
     def __init__(
         self,
@@ -116,21 +136,23 @@ class Rendering:
             (deciding, names[0]),
             ({k: v.encode() for k, v in deciding.items()}, names[0].encode()),
         )
+        if mode == "legacy":
+            # The default mode, rendered by the decision itself in one call.
+            self.headers = _LEGACY_TEXT
+            self.raw_headers = _LEGACY_RAW
+        else:
+            self.headers = self._text_headers
+            self.raw_headers = self._raw_headers
 
     def _render(self, decision: Decision, raw: bool) -> list[Any]:
         spelling = _RAW if raw else _TEXT
-        headers: list[Any] = []
         if self._legacy:
-            n = (decision.limit, decision.remaining, decision.reset_after_seconds)
-            if raw:
-                values: tuple[Any, ...] = (b"%d" % n[0], b"%d" % n[1], b"%d" % n[2])
-            else:
-                values = (str(n[0]), str(n[1]), str(n[2]))
-            headers += (
-                (spelling.limit, values[0]),
-                (spelling.remaining, values[1]),
-                (spelling.reset, values[2]),
-            )
+            # Retry-After (on a refusal) comes last: the native list has it.
+            headers: list[Any] = decision._legacy_headers(raw)
+            retry_after = headers.pop() if not decision.allowed else None
+        else:
+            headers = []
+            retry_after = None
         if self._ietf:
             by_limit, first = self._deciding[raw]
             name = by_limit.get(decision.limit, first)
@@ -139,18 +161,21 @@ class Rendering:
                 (spelling.policy, self._policy[raw]),
                 (spelling.field, spelling.state % state),
             )
-        if not decision.allowed:
+        if retry_after is not None:
+            headers.append(retry_after)
+        elif not decision.allowed:
             wait = decision.retry_after_seconds
             headers.append((spelling.retry_after, b"%d" % wait if raw else str(wait)))
         return headers
 
-    def headers(self, decision: Decision) -> list[tuple[str, str]]:
-        """``(name, value)`` pairs for ``decision``, ``Retry-After`` included
-        when it refuses."""
+    # ``headers(decision)``: ``(name, value)`` pairs, ``Retry-After``
+    # included when it refuses; ``raw_headers(decision)``: the same as ASGI
+    # wants them (lower-case latin-1 bytes). Set per mode in ``__init__``.
+
+    def _text_headers(self, decision: Decision) -> list[tuple[str, str]]:
         return self._render(decision, False)
 
-    def raw_headers(self, decision: Decision) -> list[tuple[bytes, bytes]]:
-        """The same headers as ASGI wants them: lower-case latin-1 bytes."""
+    def _raw_headers(self, decision: Decision) -> list[tuple[bytes, bytes]]:
         return self._render(decision, True)
 
 

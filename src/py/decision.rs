@@ -3,7 +3,8 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::algorithm::Decision;
 use crate::clock::NANOS_PER_SEC;
@@ -123,6 +124,36 @@ impl PyDecision {
         self.inner.retry_after
     }
 
+    /// The legacy rate-limit headers of this decision (`X-RateLimit-Limit`,
+    /// `-Remaining`, `-Reset`, and `Retry-After` when refused) as a list of
+    /// `(name, value)` pairs: `str` pairs, or with `raw` the lower-case
+    /// bytes pairs ASGI wants. The request policy's hot path; see
+    /// `rust_py_rate_limit._policy.render`.
+    #[pyo3(signature = (raw = false))]
+    fn _legacy_headers<'py>(&self, py: Python<'py>, raw: bool) -> PyResult<Bound<'py, PyList>> {
+        let d = &self.inner;
+        let values = [
+            d.limit,
+            d.remaining,
+            d.reset_after_secs(),
+            d.retry_after_secs(),
+        ];
+        let count = if d.allowed { 3 } else { 4 };
+        let names = header_names(py, raw);
+        let mut buf = itoa::Buffer::new();
+        let mut pairs = Vec::with_capacity(count);
+        for (name, value) in names.iter().zip(values).take(count) {
+            let text = buf.format(value);
+            let value: Bound<'py, PyAny> = if raw {
+                PyBytes::new(py, text.as_bytes()).into_any()
+            } else {
+                PyString::new(py, text).into_any()
+            };
+            pairs.push(PyTuple::new(py, [name.bind(py).clone(), value])?);
+        }
+        PyList::new(py, pairs)
+    }
+
     /// The same five keys as `check()` returns.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         check_dict(py, &self.inner)
@@ -161,6 +192,33 @@ impl PyDecision {
         }
         text.push(')');
         text
+    }
+}
+
+const HEADER_NAMES: [&str; 4] = [
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Retry-After",
+];
+
+/// The legacy header names, made once: as `str`, or as ASGI's lower-case
+/// bytes.
+fn header_names(py: Python<'_>, raw: bool) -> &[Py<PyAny>; 4] {
+    static TEXT: PyOnceLock<[Py<PyAny>; 4]> = PyOnceLock::new();
+    static RAW: PyOnceLock<[Py<PyAny>; 4]> = PyOnceLock::new();
+    if raw {
+        RAW.get_or_init(py, || {
+            HEADER_NAMES.map(|n| {
+                PyBytes::new(py, n.to_ascii_lowercase().as_bytes())
+                    .into_any()
+                    .unbind()
+            })
+        })
+    } else {
+        TEXT.get_or_init(py, || {
+            HEADER_NAMES.map(|n| PyString::new(py, n).into_any().unbind())
+        })
     }
 }
 
