@@ -379,3 +379,12 @@ class _RedisRateLimiter(RateLimiter):
 
     async def acleanup_expired(self) -> int:
         return 0
+
+    async def aban(self, key: str, seconds: float) -> None:
+        await self._aban(key, seconds)
+
+    async def aunban(self, key: str) -> bool:
+        return await self._aunban(key)
+
+    async def abanned_for(self, key: str) -> float | None:
+        return await self._abanned_for(key)

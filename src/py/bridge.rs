@@ -824,7 +824,7 @@ fn apply(py: Python<'_>, ctx: &Arc<LinkCtx>, store: &RedisStore, step: Step<Py<P
     for (future, result) in step.answered {
         let future = future.bind(py);
         let set = match result {
-            Ok(decision) => Bound::new(py, PyDecision::new(decision))
+            Ok(decision) => Bound::new(py, PyDecision::from_outcome(decision))
                 .and_then(|d| future.call_method1(intern!(py, "set_result"), (d,))),
             Err(err) => future.call_method1(
                 intern!(py, "set_exception"),

@@ -24,6 +24,17 @@ pub const MAX_BAN_AFTER: u64 = 10_000;
 /// The longest ban or counting span, in seconds (as a window's bound).
 pub const MAX_BAN_SECONDS: u64 = 1_000_000_000;
 
+/// Checks the length of a manual ban (`seconds`, as the caller spells it).
+pub fn check_ban_length(duration: Nanos) -> Result<()> {
+    if duration == 0 || duration > MAX_BAN_SECONDS * NANOS_PER_SEC {
+        return Err(Error::invalid(
+            "seconds",
+            format!("must be more than 0 and at most {MAX_BAN_SECONDS} seconds"),
+        ));
+    }
+    Ok(())
+}
+
 /// When to ban.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BanPolicy {

@@ -536,16 +536,7 @@ impl<A: Algorithm> MemoryStore<A> {
 
     /// Bans `key` for `duration` from now (replacing any ban it has).
     pub fn ban(&self, key: &[u8], duration: Nanos) -> Result<()> {
-        let max = super::bans::MAX_BAN_SECONDS * crate::clock::NANOS_PER_SEC;
-        if duration == 0 || duration > max {
-            return Err(Error::invalid(
-                "seconds",
-                format!(
-                    "must be more than 0 and at most {} seconds",
-                    super::bans::MAX_BAN_SECONDS
-                ),
-            ));
-        }
+        super::bans::check_ban_length(duration)?;
         self.bans.ban(key, self.clock.now(), duration);
         Ok(())
     }

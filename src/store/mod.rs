@@ -49,6 +49,16 @@ pub struct Outcome {
     pub shadow_refused: bool,
 }
 
+/// An outcome reads as its decision (`outcome.allowed`, `.retry_after`...).
+impl std::ops::Deref for Outcome {
+    type Target = Decision;
+
+    #[inline]
+    fn deref(&self) -> &Decision {
+        &self.decision
+    }
+}
+
 impl From<Decision> for Outcome {
     #[inline]
     fn from(decision: Decision) -> Self {

@@ -166,14 +166,6 @@ def test_bad_manual_ban_values() -> None:
         lim.ban("k", None)  # type: ignore[arg-type]
 
 
-def test_bans_are_refused_on_redis_for_now() -> None:
-    with pytest.raises(ValueError, match=r"ban_after.*Redis"):
-        RateLimiter(5, 60, storage=UNREACHABLE, ban_after=1, ban_seconds=1)
-    lim = RateLimiter(5, 60, storage=UNREACHABLE)
-    with pytest.raises(RuntimeError, match="ban"):
-        lim.ban("k", 1)
-
-
 # -- allow and deny lists ---------------------------------------------------------
 
 

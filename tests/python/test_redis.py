@@ -264,10 +264,13 @@ def check_ttls(
 
 def key_multiples(case: TtlCase, keys: list[str]) -> list[int]:
     """The window (in units of W) of the rule each of ``keys`` belongs to:
-    a rule has one key, or two for a sliding log (the log and its sum)."""
-    width = len(keys) // len(case.rules)
-    assert width * len(case.rules) == len(keys), keys
-    return [m for _, m in case.rules for _ in range(width)]
+    a rule has one key, or two for a sliding log (the log and its sum); the
+    last two, the key's ban and refusals, belong to none (0: with no ban
+    policy a script must never write them)."""
+    rule_keys = len(keys) - 2
+    width = rule_keys // len(case.rules)
+    assert width * len(case.rules) == rule_keys, keys
+    return [m for _, m in case.rules for _ in range(width)] + [0, 0]
 
 
 @pytest.fixture(scope="module")
@@ -360,10 +363,20 @@ def test_script_ttls_for_windows_down_to_a_millisecond(
         """limit, window (µs), burst of every rule, as the script takes them."""
         return [str(x) for n, m in case.rules for x in (n, m * unit_us, n)]
 
-    # The layout prelude.lua documents: the number of rules, the rules, then
-    # mode, cost and now of each decision (here one).
+    # The layout prelude.lua documents: the number of rules, the rules, the
+    # ban policy (none: zeros), then mode, cost and now of each decision
+    # (here one).
     nrules = len(case.rules)
-    assert call[3 + nkeys :] == [str(nrules), *rules(1_000_000), "peek", "1", "0"], call
+    assert call[3 + nkeys :] == [
+        str(nrules),
+        *rules(1_000_000),
+        "0",
+        "0",
+        "0",
+        "peek",
+        "1",
+        "0",
+    ], call
     start = 10**12  # any origin, in microseconds
     for attempt in range(20):
         keys = lim._redis_keys(f"user-{attempt}")
@@ -374,7 +387,9 @@ def test_script_ttls_for_windows_down_to_a_millisecond(
             tx.execute_command("PEXPIRETIME", key)  # type: ignore[no-untyped-call]
         for at, cost, _ in case.steps:
             now = start + int(at * window_us)
-            tx.evalsha(sha, nkeys, *keys, nrules, *rules(window_us), "hit", cost, now)
+            tx.evalsha(
+                sha, nkeys, *keys, nrules, *rules(window_us), 0, 0, 0, "hit", cost, now
+            )
             for key in keys:
                 tx.dump(key)
                 tx.execute_command("PEXPIRETIME", key)  # type: ignore[no-untyped-call]
@@ -421,7 +436,7 @@ def test_a_large_burst_outlives_two_windows_until_its_debt_drains(
     )  # fmt: skip
     assert memory.allow("k", cost=5)
     assert lim.allow("k", cost=5)
-    (key,) = lim._redis_keys("k")
+    key, _ban, _refusals = lim._redis_keys("k")
     ttl = server.pttl(key)
     assert ttl > 4_000, f"the debt drains in 5 s, but the key expires in {ttl} ms"
     time.sleep(2.3)
@@ -500,7 +515,7 @@ def test_sliding_log_survives_losing_one_of_its_keys(
     assert lim.allow("k", cost=3)
     clock.advance(30)
     assert lim.allow("k", cost=4)
-    log, sum_key = lim._redis_keys("k")
+    log, sum_key, _ban, _refusals = lim._redis_keys("k")
     assert int(server.get(sum_key) or -1) == 7
     server.delete(sum_key if lost == "sum" else log)
     if lost == "sum":
@@ -516,11 +531,12 @@ def test_sliding_log_survives_losing_one_of_its_keys(
 def test_keys_are_bounded_and_tagged(redis_url: str, prefix: str) -> None:
     lim = limiter(redis_url, prefix, rate="1/second;5/minute")
     for key in ["", "{x}", "*", "\x00", "ключ", "x" * (1 << 20)]:
-        a, b = lim._redis_keys(key)
+        a, b, ban, refusals = lim._redis_keys(key)
         assert len(a) <= 128
         assert a.startswith(prefix + ":")
         tag = a[a.index("{") : a.index("}") + 1]
-        assert b[b.index("{") : b.index("}") + 1] == tag
+        for other in (b, ban, refusals):  # one slot for the whole decision
+            assert other[other.index("{") : other.index("}") + 1] == tag
         assert lim.allow(key)
 
 

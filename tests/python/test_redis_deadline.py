@@ -37,10 +37,16 @@ STALLS = ["silent", "half", "trickle", "late"]
 TRICKLE = 0.03
 
 
+def first_half(reply: bytes) -> bytes:
+    """The first three of a reply's six numbers (cut between elements)."""
+    return reply[: reply.index(b":100\r\n") + len(b":100\r\n")]
+
+
 def decision_reply(seq: int) -> bytes:
     """A script's answer: admitted, limit 100, remaining ``seq``, reset
-    1000 ms, retry 0 (``remaining`` tells which request a reply answered)."""
-    return f"*5\r\n:1\r\n:100\r\n:{seq}\r\n:1000\r\n:0\r\n".encode()
+    1000 ms, retry 0, no ban (``remaining`` tells which request a reply
+    answered)."""
+    return f"*6\r\n:1\r\n:100\r\n:{seq}\r\n:1000\r\n:0\r\n:0\r\n".encode()
 
 
 def read_command(buf: bytearray) -> list[bytes] | None:
@@ -143,9 +149,9 @@ class FakeServer:
         elif mode == "silent":
             pass
         elif mode == "half":
-            conn.sendall(reply[: len(reply) // 2])
+            conn.sendall(first_half(reply))
         elif mode == "close":
-            conn.sendall(reply[: len(reply) // 2])
+            conn.sendall(first_half(reply))
             conn.shutdown(socket.SHUT_RDWR)
             conn.close()
             return False

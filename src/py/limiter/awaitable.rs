@@ -30,7 +30,7 @@ impl PyRateLimiter {
         // the decision would take (see store::redis::local).
         if let Some(refused) = remote.cached_refusal(&bytes, cost, now) {
             let (future, complete) = bridge::completion::<PyDecision>(key.py())?;
-            complete(Ok(PyDecision::new(refused)));
+            complete(Ok(PyDecision::from_outcome(refused)));
             return Ok(future);
         }
         // On a single server, over the running loop's own connection: no
@@ -45,7 +45,7 @@ impl PyRateLimiter {
         // batch queue and its batch resolves the future.
         let (future, complete) = bridge::completion::<PyDecision>(key.py())?;
         remote.hit_then(&bytes, cost, now, move |result| {
-            complete(result.map(PyDecision::new).map_err(storage_error));
+            complete(result.map(PyDecision::from_outcome).map_err(storage_error));
         });
         Ok(future)
     }
@@ -59,7 +59,7 @@ impl PyRateLimiter {
             remote
                 .peek(&bytes, now)
                 .await
-                .map(PyDecision::new)
+                .map(PyDecision::from_outcome)
                 .map_err(storage_error)
         })
     }
@@ -81,6 +81,53 @@ impl PyRateLimiter {
         let remote = self.remote()?.clone();
         bridge::future_into_py(py, OnCancel::Finish, async move {
             remote.clear().await.map(|_| ()).map_err(storage_error)
+        })
+    }
+
+    /// The future of `_aban`.
+    pub(super) fn aban_future<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        duration: crate::clock::Nanos,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let remote = self.remote()?.clone();
+        let bytes = key_bytes(key)?.into_owned();
+        let now = self.remote_now();
+        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
+            remote
+                .ban(&bytes, duration, now)
+                .await
+                .map_err(storage_error)
+        })
+    }
+
+    /// The future of `_aunban`.
+    pub(super) fn aunban_future<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let remote = self.remote()?.clone();
+        let bytes = key_bytes(key)?.into_owned();
+        let now = self.remote_now();
+        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
+            remote.unban(&bytes, now).await.map_err(storage_error)
+        })
+    }
+
+    /// The future of `_abanned_for`.
+    pub(super) fn abanned_for_future<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let remote = self.remote()?.clone();
+        let bytes = key_bytes(key)?.into_owned();
+        let now = self.remote_now();
+        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
+            let left = remote
+                .banned_for(&bytes, now)
+                .await
+                .map_err(storage_error)?;
+            Ok(left.map(|n| n as f64 / crate::clock::NANOS_PER_SEC as f64))
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Building a `RateLimiter` from the constructor's arguments, each checked
 //! and named in the error if refused.
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFrozenSet, PyString};
 
@@ -220,16 +220,6 @@ pub(super) fn key_set<'py>(
 }
 
 impl PyRateLimiter {
-    /// Refuses an operation the Redis store does not have yet.
-    pub(super) fn memory_only(&self, what: &str) -> PyResult<()> {
-        if self.remote.is_some() {
-            return Err(PyRuntimeError::new_err(format!(
-                "{what}() is not available with a Redis storage yet"
-            )));
-        }
-        Ok(())
-    }
-
     /// The limiter of `spec` on `clock` (and `remote`, for a Redis store),
     /// its janitor started if `cleanup_interval` is given.
     pub(super) fn assemble(

@@ -7,7 +7,6 @@ use pyo3::prelude::*;
 use std::sync::Arc;
 
 use super::PyRateLimiter;
-use crate::algorithm::Decision;
 use crate::clock::{AnyClock, Clock};
 use crate::py::args::{int_value, key_bytes, Cost};
 use crate::py::options::blocking;
@@ -41,9 +40,7 @@ impl PyRateLimiter {
             return Ok(listed);
         }
         let outcome = match &self.remote {
-            Some(remote) => {
-                Outcome::from(self.remote_hit(key.py(), remote, bytes.to_vec(), cost)?)
-            }
+            Some(remote) => self.remote_hit(key.py(), remote, bytes.to_vec(), cost)?,
             None => self.inner.hit_outcome(&bytes, cost)?,
         };
         Ok(self.shadowed(outcome, &bytes))
@@ -80,7 +77,7 @@ impl PyRateLimiter {
         remote: &Arc<RedisStore>,
         key: Vec<u8>,
         cost: u64,
-    ) -> PyResult<Decision> {
+    ) -> PyResult<Outcome> {
         self.inner.validate_cost(cost)?;
         let now = self.remote_now();
         blocking(py, || remote.hit_blocking(&key, cost, now))
@@ -97,7 +94,7 @@ impl PyRateLimiter {
             Some(remote) => {
                 let bytes = bytes.into_owned();
                 let now = self.remote_now();
-                blocking(key.py(), || remote.peek_blocking(&bytes, now)).map(Outcome::from)
+                blocking(key.py(), || remote.peek_blocking(&bytes, now))
             }
             None => Ok(self.inner.peek_outcome(&bytes)),
         }

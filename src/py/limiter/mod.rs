@@ -8,7 +8,6 @@ mod decide;
 mod guard;
 mod report;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFrozenSet};
 
@@ -107,35 +106,60 @@ impl PyRateLimiter {
             on_error,
             local_cache_keys,
         )?;
-        if remote.is_some() && spec.ban.is_some() {
-            return Err(PyValueError::new_err(
-                "ban_after is not available with a Redis storage yet: use ban_after with \
-                 the memory store",
-            ));
-        }
         Self::assemble(spec, clock, remote, cleanup_interval, guard)
     }
 
     /// Bans `key` for `seconds`, whatever its counts (replacing any ban).
     fn ban(&self, key: &Bound<'_, PyAny>, seconds: &Bound<'_, PyAny>) -> PyResult<()> {
         let duration = seconds_to_nanos(seconds, "seconds")?;
-        self.memory_only("ban")?;
-        Ok(self.inner.ban(&key_bytes(key)?, duration)?)
+        let bytes = key_bytes(key)?;
+        match &self.remote {
+            Some(remote) => {
+                crate::store::bans::check_ban_length(duration)?;
+                block_on(key.py(), remote.ban(&bytes, duration, self.remote_now()))
+            }
+            None => Ok(self.inner.ban(&bytes, duration)?),
+        }
     }
 
     /// Lifts `key`'s ban; returns whether it was banned.
     fn unban(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.memory_only("unban")?;
-        Ok(self.inner.unban(&key_bytes(key)?))
+        let bytes = key_bytes(key)?;
+        match &self.remote {
+            Some(remote) => block_on(key.py(), remote.unban(&bytes, self.remote_now())),
+            None => Ok(self.inner.unban(&bytes)),
+        }
     }
 
     /// Seconds `key` stays banned, or None when it is not banned.
     fn banned_for(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
-        self.memory_only("banned_for")?;
-        Ok(self
-            .inner
-            .banned_for(&key_bytes(key)?)
-            .map(|n| n as f64 / NANOS_PER_SEC as f64))
+        let bytes = key_bytes(key)?;
+        let left = match &self.remote {
+            Some(remote) => block_on(key.py(), remote.banned_for(&bytes, self.remote_now()))?,
+            None => self.inner.banned_for(&bytes),
+        };
+        Ok(left.map(|n| n as f64 / NANOS_PER_SEC as f64))
+    }
+
+    /// Awaitable ban on the Redis store.
+    fn _aban<'py>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        seconds: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let duration = seconds_to_nanos(seconds, "seconds")?;
+        crate::store::bans::check_ban_length(duration)?;
+        self.aban_future(key, duration)
+    }
+
+    /// Awaitable unban on the Redis store.
+    fn _aunban<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.aunban_future(key)
+    }
+
+    /// Awaitable banned_for on the Redis store.
+    fn _abanned_for<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.abanned_for_future(key)
     }
 
     /// Keys always admitted, never counted or stored.
@@ -331,8 +355,8 @@ impl PyRateLimiter {
         }
     }
 
-    /// The Redis keys of `key`, rule by rule (Redis store only): one per
-    /// rule, two for a sliding log (the log, then its sum).
+    /// The Redis keys of `key` (Redis store only): one per rule, two for a
+    /// sliding log (the log, then its sum), then its ban and its refusals.
     fn _redis_keys(&self, key: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
         Ok(self.remote()?.keys(&key_bytes(key)?))
     }

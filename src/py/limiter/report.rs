@@ -17,6 +17,7 @@ impl PyRateLimiter {
         let (mut errors, mut breaker, mut cache_hits) = (0, "closed", 0);
         if let Some(remote) = &self.remote {
             (s.allowed, s.blocked, errors) = remote.counters();
+            s.bans = remote.bans_begun();
             breaker = remote.breaker_state().name();
             cache_hits = remote.local_cache().0;
         }

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use super::batch::{self, Answer, Job, Pending, Reply};
 use super::client::Client;
-use super::script::decisions;
 use super::{RedisStore, StoreError};
-use crate::algorithm::Decision;
 use crate::runtime;
+use crate::store::Outcome;
 
 impl RedisStore {
     /// Decides `job`: on a single server in a batch with whatever else is
@@ -21,7 +20,7 @@ impl RedisStore {
         key: &[u8],
         cost: u64,
         now_us: Option<u64>,
-    ) -> std::result::Result<Decision, StoreError> {
+    ) -> std::result::Result<Outcome, StoreError> {
         let job = self.job(mode, key, cost, now_us);
         if matches!(self.client, Client::Cluster(_)) {
             return self.run_one(&job).await;
@@ -51,13 +50,13 @@ impl RedisStore {
         key: &[u8],
         cost: u64,
         now_us: Option<u64>,
-        done: impl FnOnce(std::result::Result<Decision, StoreError>) + Send + 'static,
+        done: impl FnOnce(std::result::Result<Outcome, StoreError>) + Send + 'static,
     ) {
         if let Err(open) = self.breaker_closed() {
             return done(self.settle(Err(open), cost));
         }
         let store = Arc::clone(self);
-        let finish = move |result: std::result::Result<Decision, StoreError>| {
+        let finish = move |result: std::result::Result<Outcome, StoreError>| {
             store.record(&result);
             done(store.settle(result, cost));
         };
@@ -129,7 +128,7 @@ impl RedisStore {
     }
 
     /// One script call deciding `job` alone.
-    async fn run_one(&self, job: &Job) -> std::result::Result<Decision, StoreError> {
+    async fn run_one(&self, job: &Job) -> std::result::Result<Outcome, StoreError> {
         self.run_jobs(&[job])
             .await?
             .pop()
@@ -137,7 +136,7 @@ impl RedisStore {
     }
 
     /// One script call deciding `jobs` in order (layout in prelude.lua).
-    async fn run_jobs(&self, jobs: &[&Job]) -> std::result::Result<Vec<Decision>, StoreError> {
+    async fn run_jobs(&self, jobs: &[&Job]) -> std::result::Result<Vec<Outcome>, StoreError> {
         let mut conn = self.connection().await?;
         let mut invocation = self.script.prepare_invoke();
         self.script_args(jobs, &mut invocation);
@@ -145,7 +144,7 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.redis_err(e))?;
-        let list = decisions(reply, jobs.len())?;
+        let list = self.decisions(reply, jobs.len())?;
         for (job, decision) in jobs.iter().zip(&list) {
             self.remember(job, decision);
         }
@@ -157,7 +156,7 @@ impl RedisStore {
         self: &Arc<Self>,
         key: &[u8],
         now_us: Option<u64>,
-    ) -> std::result::Result<Decision, StoreError> {
+    ) -> std::result::Result<Outcome, StoreError> {
         match self.guarded(self.decide("peek", key, 1, now_us)).await {
             Ok(d) => Ok(d),
             Err(err) => self.policy(err, 1),

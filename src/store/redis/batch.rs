@@ -20,7 +20,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::StoreError;
-use crate::algorithm::Decision;
+use crate::store::Outcome;
 
 /// The most decisions one script call carries: bounds how long the
 /// single-threaded server is busy with one call.
@@ -51,7 +51,7 @@ pub(super) struct Pending {
 /// Where a decision's result goes: a waiting future, or a function called
 /// with it on the runtime's thread (an awaitable's hand-off to its loop).
 pub(super) enum Reply {
-    Channel(oneshot::Sender<Result<Decision, StoreError>>),
+    Channel(oneshot::Sender<Result<Outcome, StoreError>>),
     Call(Answer),
 }
 
@@ -60,10 +60,10 @@ pub(super) enum Reply {
 /// waits forever.
 pub(super) struct Answer(Option<AnswerFn>);
 
-type AnswerFn = Box<dyn FnOnce(Result<Decision, StoreError>) + Send>;
+type AnswerFn = Box<dyn FnOnce(Result<Outcome, StoreError>) + Send>;
 
 impl Answer {
-    pub(super) fn new(f: impl FnOnce(Result<Decision, StoreError>) + Send + 'static) -> Self {
+    pub(super) fn new(f: impl FnOnce(Result<Outcome, StoreError>) + Send + 'static) -> Self {
         Self(Some(Box::new(f)))
     }
 }
@@ -77,7 +77,7 @@ impl Drop for Answer {
 }
 
 impl Reply {
-    pub(super) fn send(self, result: Result<Decision, StoreError>) {
+    pub(super) fn send(self, result: Result<Outcome, StoreError>) {
         match self {
             Reply::Channel(tx) => {
                 let _ = tx.send(result);
@@ -187,7 +187,7 @@ fn take(waiting: &mut Vec<Pending>) -> Vec<Pending> {
 mod tests {
     use super::*;
 
-    fn pending(cost: u64) -> (Pending, oneshot::Receiver<Result<Decision, StoreError>>) {
+    fn pending(cost: u64) -> (Pending, oneshot::Receiver<Result<Outcome, StoreError>>) {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             mode: "hit",

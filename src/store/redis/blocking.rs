@@ -4,10 +4,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::script::decisions;
 use super::{resp, RedisStore, StoreError};
-use crate::algorithm::Decision;
 use crate::runtime;
+use crate::store::Outcome;
 
 impl RedisStore {
     /// Decides `mode` on `key` on the calling thread, blocking it: on a
@@ -21,7 +20,7 @@ impl RedisStore {
         key: &[u8],
         cost: u64,
         now_us: Option<u64>,
-    ) -> std::result::Result<Decision, StoreError> {
+    ) -> std::result::Result<Outcome, StoreError> {
         // The deadline covers everything from here: pool, connect, login,
         // the call and a script reload.
         let deadline = resp::Deadline(Instant::now() + self.config.timeout);
@@ -41,7 +40,7 @@ impl RedisStore {
         });
         let result = result
             .and_then(|reply| reply.into_u64s().map_err(|f| self.sync_err(f)))
-            .and_then(|reply| decisions(reply, 1))
+            .and_then(|reply| self.decisions(reply, 1))
             .and_then(|mut d| {
                 d.pop()
                     .ok_or_else(|| StoreError("the script returned no decision".into()))
@@ -91,7 +90,7 @@ impl RedisStore {
         key: &[u8],
         cost: u64,
         now_us: Option<u64>,
-    ) -> std::result::Result<Decision, StoreError> {
+    ) -> std::result::Result<Outcome, StoreError> {
         if let Some(refused) = self.cached_refusal(key, cost, now_us) {
             return Ok(refused);
         }
@@ -104,7 +103,7 @@ impl RedisStore {
         self: &Arc<Self>,
         key: &[u8],
         now_us: Option<u64>,
-    ) -> std::result::Result<Decision, StoreError> {
+    ) -> std::result::Result<Outcome, StoreError> {
         match self.decide_blocking("peek", key, 1, now_us) {
             Ok(d) => Ok(d),
             Err(err) => self.policy(err, 1),

@@ -19,8 +19,14 @@ impl RedisStore {
         let result = self
             .guarded(async {
                 let mut conn = self.connection().await?;
-                let removed: u64 = redis::cmd("DEL")
-                    .arg(&keys)
+                // The ban and refusals go too, but only rate state counts
+                // as "had state" (as in the memory store).
+                let (state, bans) = keys.split_at(keys.len() - 2);
+                let (removed, _): (u64, u64) = redis::pipe()
+                    .cmd("DEL")
+                    .arg(state)
+                    .cmd("DEL")
+                    .arg(bans)
                     .query_async(&mut conn)
                     .await
                     .map_err(|e| StoreError(e.to_string()))?;

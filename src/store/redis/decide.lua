@@ -24,7 +24,7 @@ end
 
 local out = {}
 for j = 1, decisions do
-  local a = 2 + 3 * rules + 3 * (j - 1)
+  local a = 5 + 3 * rules + 3 * (j - 1)
   mode = ARGV[a]
   cost = tonumber(ARGV[a + 1])
   if ARGV[a + 2] ~= "" then
@@ -38,27 +38,49 @@ for j = 1, decisions do
   end
   if mode == "peek" then cost = 1 end
 
-  local first = width * rules * (j - 1) -- KEYS before this decision's
-  local worst = 1
-  local all = true
-  for i = 1, rules do
-    local k = first + width * (i - 1) + 1
-    A[i], R[i], S[i], T[i], W1[i], W2[i], W3[i], W4[i] =
-      decide(KEYS[k], limits[i], windows[i], bursts[i], KEYS[k + 1])
-    if A[i] == 0 then all = false end
-    if i > 1 and worse(i, worst) then worst = i end
-  end
-  if mode == "hit" and all then
+  local first = per * (j - 1) -- KEYS before this decision's
+  local bank, refk = KEYS[first + per - 1], KEYS[first + per]
+  local ban_end = tonumber(redis.call('GET', bank))
+  local o = #out
+  if ban_end ~= nil and ban_end > now then
+    -- Banned: refused, counters untouched, until the ban ends.
+    local left = ban_end - now
+    out[o + 1] = 0
+    out[o + 2] = limits[1]
+    out[o + 3] = 0
+    out[o + 4] = left
+    out[o + 5] = left
+    out[o + 6] = 1
+  else
+    local worst = 1
+    local all = true
     for i = 1, rules do
       local k = first + width * (i - 1) + 1
-      commit(KEYS[k], limits[i], windows[i], bursts[i], KEYS[k + 1], W1[i], W2[i], W3[i], W4[i])
+      A[i], R[i], S[i], T[i], W1[i], W2[i], W3[i], W4[i] =
+        decide(KEYS[k], limits[i], windows[i], bursts[i], KEYS[k + 1])
+      if A[i] == 0 then all = false end
+      if i > 1 and worse(i, worst) then worst = i end
     end
+    local banned = 0
+    if all then
+      if mode == "hit" then
+        for i = 1, rules do
+          local k = first + width * (i - 1) + 1
+          commit(KEYS[k], limits[i], windows[i], bursts[i], KEYS[k + 1], W1[i], W2[i], W3[i], W4[i])
+        end
+      end
+    elseif mode == "hit" and ban_after > 0 and refused(bank, refk) then
+      -- This refusal began a ban: the next admission waits for it.
+      banned = 2
+      if T[worst] < ban_length then T[worst] = ban_length end
+      if S[worst] < ban_length then S[worst] = ban_length end
+    end
+    out[o + 1] = A[worst]
+    out[o + 2] = limits[worst]
+    out[o + 3] = R[worst]
+    out[o + 4] = S[worst]
+    out[o + 5] = T[worst]
+    out[o + 6] = banned
   end
-  local o = #out
-  out[o + 1] = A[worst]
-  out[o + 2] = limits[worst]
-  out[o + 3] = R[worst]
-  out[o + 4] = S[worst]
-  out[o + 5] = T[worst]
 end
 return out

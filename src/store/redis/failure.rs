@@ -8,15 +8,16 @@ use super::client::Client;
 use super::{resp, OnError, RedisStore, StoreError, LOG_TARGET};
 use crate::algorithm::Decision;
 use crate::runtime;
+use crate::store::Outcome;
 
 impl RedisStore {
     /// A decision's result as its caller sees it: the failure policy applied
     /// to an error, and counted.
     pub(super) fn settle(
         &self,
-        result: std::result::Result<Decision, StoreError>,
+        result: std::result::Result<Outcome, StoreError>,
         cost: u64,
-    ) -> std::result::Result<Decision, StoreError> {
+    ) -> std::result::Result<Outcome, StoreError> {
         let decision = match result {
             Ok(d) => d,
             Err(err) => self.policy(err, cost)?,
@@ -182,24 +183,24 @@ impl RedisStore {
         &self,
         err: StoreError,
         cost: u64,
-    ) -> std::result::Result<Decision, StoreError> {
+    ) -> std::result::Result<Outcome, StoreError> {
         let rule = self.rules[0];
         match self.config.on_error {
             OnError::Raise => Err(err),
-            OnError::Allow => Ok(Decision {
+            OnError::Allow => Ok(Outcome::from(Decision {
                 allowed: true,
                 limit: rule.limit,
                 remaining: rule.limit.saturating_sub(cost),
                 reset_after: 0,
                 retry_after: 0,
-            }),
-            OnError::Deny => Ok(Decision {
+            })),
+            OnError::Deny => Ok(Outcome::from(Decision {
                 allowed: false,
                 limit: rule.limit,
                 remaining: 0,
                 reset_after: breaker::PROBE_INTERVAL.as_nanos() as u64,
                 retry_after: breaker::PROBE_INTERVAL.as_nanos() as u64,
-            }),
+            })),
         }
     }
 }

@@ -58,24 +58,28 @@ impl KeyLayout {
 
     /// The Redis key of rule `rule` for the user key `key`.
     pub fn key(&self, key: &[u8], rule: usize) -> String {
+        let mut out = self.base(key);
+        let _ = write!(out, "{rule}");
+        out
+    }
+
+    /// `prefix:limiter:{digest}:`, to which each of `key`'s Redis keys adds
+    /// its own name (a rule's index, `ban`, `refusals`): one hash tag, so
+    /// one slot for all of them.
+    pub fn base(&self, key: &[u8]) -> String {
         let mut hasher = self.identity.clone();
         absorb(&mut hasher, key);
         let digest = hasher.finalize();
-        let mut out = String::with_capacity(self.prefix.len() + self.limiter.len() + 32 + 8);
+        let mut out = String::with_capacity(self.prefix.len() + self.limiter.len() + 48);
         out.push_str(&self.prefix);
         out.push(':');
         out.push_str(&self.limiter);
         out.push_str(":{");
         push_hex(&mut out, &digest[..16]);
         out.push_str("}:");
-        let _ = write!(out, "{rule}");
         out
     }
 
-    /// A SCAN pattern matching exactly this limiter's keys: the prefix and
-    /// identity, then the hash tag of 32 hex digits. Another limiter's keys
-    /// cannot match, even one whose prefix is this one's followed by
-    /// `:<identity>` (a prefix holds no `{`).
     pub fn pattern(&self) -> String {
         let mut pattern = String::new();
         for c in self.prefix.chars() {

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use super::batch::{Job, MAX_BATCH};
 use super::resp::{self, Conn, Failure, Value};
-use super::{decisions, RedisStore, StoreError};
-use crate::algorithm::Decision;
+use super::{RedisStore, StoreError};
+use crate::store::Outcome;
 
 /// A decision waiting for its answer on a link.
 pub struct LinkPending<R> {
@@ -39,7 +39,7 @@ pub struct LinkPending<R> {
 /// What the loop must do after a step.
 pub struct Step<R> {
     /// Decisions answered, the failure policy applied.
-    pub answered: Vec<(R, Result<Decision, StoreError>)>,
+    pub answered: Vec<(R, Result<Outcome, StoreError>)>,
     /// Output is left to write: watch for the socket being writable.
     pub want_write: bool,
     /// The connection is gone: stop watching it, and forget the link.
@@ -230,7 +230,7 @@ impl RedisStore {
                     let result = value
                         .into_u64s()
                         .map_err(|f| self.sync_err(f))
-                        .and_then(|reply| decisions(reply, count));
+                        .and_then(|reply| self.decisions(reply, count));
                     match result {
                         Ok(list) => {
                             for (pending, decision) in state.in_flight.drain(..).zip(list) {
@@ -357,7 +357,7 @@ impl RedisStore {
         &self,
         state: &mut State<R>,
         step: &mut Step<R>,
-        result: Result<Decision, StoreError>,
+        result: Result<Outcome, StoreError>,
     ) {
         for pending in state.in_flight.drain(..) {
             self.answer(step, pending, result.clone());
@@ -385,7 +385,7 @@ impl RedisStore {
         &self,
         step: &mut Step<R>,
         pending: LinkPending<R>,
-        result: Result<Decision, StoreError>,
+        result: Result<Outcome, StoreError>,
     ) {
         self.record(&result);
         let settled = self.settle(result, pending.job.cost);

@@ -22,6 +22,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::algorithm::Decision;
+use crate::store::Outcome;
 
 /// The most shards (each its own lock).
 const SHARDS: usize = 16;
@@ -38,6 +39,8 @@ struct Entry {
     until: u64,
     /// The key's state is whole again then (store time, ns).
     reset_at: u64,
+    /// A ban refused it: every hit is refused until then, whatever its cost.
+    banned: bool,
 }
 
 /// A bounded, sharded map of refusals.
@@ -95,7 +98,7 @@ impl LocalCache {
     /// The refusal a hit of `cost` on `key` gets at `now` (ns), if one is
     /// remembered; counts it.
     #[inline]
-    pub(super) fn refusal(&self, key: &[u8], cost: u64, now: u64) -> Option<Decision> {
+    pub(super) fn refusal(&self, key: &[u8], cost: u64, now: u64) -> Option<Outcome> {
         if self.len.load(Relaxed) == 0 {
             return None;
         }
@@ -112,18 +115,21 @@ impl LocalCache {
         drop(map);
         self.hits.fetch_add(1, Relaxed);
         let retry_after = entry.until - now;
-        Some(Decision {
-            allowed: false,
-            limit: entry.limit,
-            remaining: 0,
-            reset_after: retry_after.max(entry.reset_at.saturating_sub(now)),
-            retry_after,
+        Some(Outcome {
+            banned: entry.banned,
+            ..Outcome::from(Decision {
+                allowed: false,
+                limit: entry.limit,
+                remaining: 0,
+                reset_after: retry_after.max(entry.reset_at.saturating_sub(now)),
+                retry_after,
+            })
         })
     }
 
     /// Remembers what Redis answered a hit of `cost` on `key` sent at `at`
     /// (ns): a refusal until its retry time; an admission forgets the key.
-    pub(super) fn remember(&self, key: &[u8], cost: u64, at: u64, decision: &Decision) {
+    pub(super) fn remember(&self, key: &[u8], cost: u64, at: u64, decision: &Outcome) {
         if self.bound == 0 {
             return;
         }
@@ -137,10 +143,12 @@ impl LocalCache {
             return;
         }
         let entry = Entry {
-            cost,
+            // A ban refuses hits of any cost.
+            cost: if decision.banned { 0 } else { cost },
             limit: decision.limit,
             until: at.saturating_add(decision.retry_after),
             reset_at: at.saturating_add(decision.reset_after),
+            banned: decision.banned,
         };
         let mut map = self.shard(key).lock();
         if let Some(old) = map.get_mut(key) {
@@ -199,14 +207,14 @@ impl LocalCache {
 mod tests {
     use super::*;
 
-    fn refused(limit: u64, retry_after: u64, reset_after: u64) -> Decision {
-        Decision {
+    fn refused(limit: u64, retry_after: u64, reset_after: u64) -> Outcome {
+        Outcome::from(Decision {
             allowed: false,
             limit,
             remaining: 0,
             reset_after,
             retry_after,
-        }
+        })
     }
 
     #[test]
@@ -231,10 +239,10 @@ mod tests {
         let cache = LocalCache::new(100);
         cache.remember(b"k", 1, 0, &refused(5, 500, 500));
         cache.remember(b"j", 1, 0, &refused(5, 500, 500));
-        let admitted = Decision {
+        let admitted = Outcome::from(Decision {
             allowed: true,
-            ..refused(5, 0, 0)
-        };
+            ..refused(5, 0, 0).decision
+        });
         cache.remember(b"k", 1, 10, &admitted);
         assert!(cache.refusal(b"k", 1, 20).is_none());
         assert!(cache.refusal(b"j", 1, 20).is_some());
@@ -262,5 +270,19 @@ mod tests {
         off.remember(b"k", 1, 0, &refused(5, 500, 500));
         assert_eq!(off.len(), 0);
         assert!(off.refusal(b"k", 1, 1).is_none());
+    }
+
+    #[test]
+    fn a_ban_answers_every_cost_and_keeps_its_flag() {
+        let cache = LocalCache::new(100);
+        let ban = Outcome {
+            banned: true,
+            ..refused(5, 1_000, 1_000)
+        };
+        cache.remember(b"k", 3, 0, &ban);
+        let d = cache.refusal(b"k", 1, 10).unwrap();
+        assert!(d.banned && !d.allowed);
+        assert_eq!(d.retry_after, 990);
+        assert!(!cache.refusal(b"j", 1, 10).is_some_and(|d| d.banned));
     }
 }

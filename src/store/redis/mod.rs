@@ -18,6 +18,7 @@
 //! event loop's own connection), `failure` and `clear`.
 
 mod awaited;
+mod ban;
 mod batch;
 mod blocking;
 mod breaker;
@@ -42,12 +43,13 @@ pub use breaker::BreakerState;
 use client::{open_client, peer_name, Client, Conn};
 pub use keys::KeyLayout;
 pub use link::{Link, LinkPending, Step};
-use script::{decisions, script_for};
+use script::script_for;
 pub use url::redact;
 
-use crate::algorithm::Decision;
 use crate::error::{Error, Result};
 use crate::limiter::{AlgorithmKind, Spec};
+use crate::store::BanPolicy;
+use crate::store::Outcome;
 
 /// The target of the store's log events, whichever file below sends them.
 const LOG_TARGET: &str = module_path!();
@@ -124,6 +126,10 @@ pub struct RedisStore {
     queue: Queue,
     /// Refusals remembered until their retry time.
     local: local::LocalCache,
+    /// When the scripts ban a key (None: only `ban()` does).
+    ban: Option<BanPolicy>,
+    /// Bans begun by this process's calls (automatic and manual).
+    bans_begun: AtomicU64,
     allowed: AtomicU64,
     blocked: AtomicU64,
     errors: AtomicU64,
@@ -189,6 +195,8 @@ impl RedisStore {
             breaker: Breaker::new(),
             queue: Queue::default(),
             local: local::LocalCache::new(config.local_cache_keys),
+            ban: spec.ban,
+            bans_begun: AtomicU64::new(0),
             connection: Mutex::new(None),
             blocking: Mutex::new(BlockingPool::default()),
             config,
@@ -198,16 +206,21 @@ impl RedisStore {
         })
     }
 
-    /// The Redis keys holding `key`'s state, rule by rule: one per rule,
-    /// and for a sliding log its sum beside it (`<rule key>:s`).
+    /// The Redis keys holding `key`'s state: one per rule, and for a
+    /// sliding log its sum beside it (`<rule key>:s`); then its ban
+    /// (`ban`: the time it ends, µs) and its recent refusals (`refusals`:
+    /// a list, newest first). Every decision script call reads the ban.
     pub fn keys(&self, key: &[u8]) -> Vec<String> {
-        let mut keys = Vec::with_capacity(self.rules.len() * if self.sums { 2 } else { 1 });
+        let base = self.layout.base(key);
+        let mut keys = Vec::with_capacity(self.rules.len() * if self.sums { 2 } else { 1 } + 2);
         for i in 0..self.rules.len() {
-            let rule_key = self.layout.key(key, i);
+            let rule_key = format!("{base}{i}");
             let sum = self.sums.then(|| format!("{rule_key}:s"));
             keys.push(rule_key);
             keys.extend(sum);
         }
+        keys.push(format!("{base}ban"));
+        keys.push(format!("{base}refusals"));
         keys
     }
 
@@ -233,7 +246,7 @@ impl RedisStore {
     /// A refusal of a hit of `cost` on `key` remembered from Redis (see
     /// `local`), counted as refused: every decision path asks this first.
     #[inline]
-    pub fn cached_refusal(&self, key: &[u8], cost: u64, now_us: Option<u64>) -> Option<Decision> {
+    pub fn cached_refusal(&self, key: &[u8], cost: u64, now_us: Option<u64>) -> Option<Outcome> {
         if self.local.len() == 0 {
             return None;
         }
@@ -243,8 +256,10 @@ impl RedisStore {
     }
 
     /// Remembers Redis's answer to `job` (hits only), where replies arrive.
-    fn remember(&self, job: &batch::Job, decision: &Decision) {
-        if job.mode == "hit" {
+    fn remember(&self, job: &batch::Job, decision: &Outcome) {
+        // Under a ban policy every refusal must reach the script, which
+        // counts it toward a ban: only the ban itself is remembered.
+        if job.mode == "hit" && (self.ban.is_none() || decision.allowed || decision.banned) {
             self.local.remember(&job.key, job.cost, job.at, decision);
         }
     }

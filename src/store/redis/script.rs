@@ -2,9 +2,12 @@
 //! algorithm, the keys and arguments of a call, and the decisions in a reply.
 
 use super::batch::Job;
+use std::sync::atomic::Ordering::Relaxed;
+
 use super::{resp, RedisStore, StoreError};
 use crate::algorithm::Decision;
 use crate::limiter::AlgorithmKind;
+use crate::store::Outcome;
 
 const PRELUDE: &str = include_str!("prelude.lua");
 const DECIDE: &str = include_str!("decide.lua");
@@ -55,6 +58,18 @@ impl RedisStore {
             to.int(rule.window_us);
             to.int(rule.burst);
         }
+        match self.ban {
+            Some(ban) => {
+                to.int(u64::from(ban.after));
+                to.int(ban.within.div_ceil(1000));
+                to.int(ban.duration.div_ceil(1000));
+            }
+            None => {
+                to.int(0);
+                to.int(0);
+                to.int(0);
+            }
+        }
         for job in jobs {
             to.text(job.mode);
             to.int(job.cost);
@@ -98,26 +113,42 @@ impl ScriptArgs for resp::Args {
     }
 }
 
-/// The five numbers per decision a script answers, as decisions.
-pub(super) fn decisions(
-    reply: Vec<u64>,
-    jobs: usize,
-) -> std::result::Result<Vec<Decision>, StoreError> {
-    if reply.len() != 5 * jobs {
-        return Err(StoreError(format!(
-            "the script answered {} numbers for {} decisions",
-            reply.len(),
-            jobs
-        )));
+/// Numbers a script answers per decision: allowed, limit, remaining,
+/// reset, retry (µs), and whether a ban refused it.
+const REPLY_WIDTH: usize = 6;
+
+impl RedisStore {
+    /// The numbers a script answered for `jobs` decisions, as outcomes;
+    /// counts the bans they began.
+    pub(super) fn decisions(
+        &self,
+        reply: Vec<u64>,
+        jobs: usize,
+    ) -> std::result::Result<Vec<Outcome>, StoreError> {
+        if reply.len() != REPLY_WIDTH * jobs {
+            return Err(StoreError(format!(
+                "the script answered {} numbers for {} decisions",
+                reply.len(),
+                jobs
+            )));
+        }
+        Ok(reply
+            .chunks_exact(REPLY_WIDTH)
+            .map(|r| {
+                if r[5] == 2 {
+                    self.bans_begun.fetch_add(1, Relaxed);
+                }
+                Outcome {
+                    banned: r[5] != 0,
+                    ..Outcome::from(Decision {
+                        allowed: r[0] == 1,
+                        limit: r[1],
+                        remaining: r[2],
+                        reset_after: r[3] * 1000,
+                        retry_after: r[4] * 1000,
+                    })
+                }
+            })
+            .collect())
     }
-    Ok(reply
-        .chunks_exact(5)
-        .map(|r| Decision {
-            allowed: r[0] == 1,
-            limit: r[1],
-            remaining: r[2],
-            reset_after: r[3] * 1000,
-            retry_after: r[4] * 1000,
-        })
-        .collect())
 }
