@@ -14,6 +14,7 @@ Django has resolved its view: it is not counted when that view answers
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -40,12 +41,13 @@ from rust_py_rate_limit._policy import (
     key_option,
     policy_from_settings,
 )
+from rust_py_rate_limit._policy.options import check_networks
 from rust_py_rate_limit.keys import ForwardedHeader, TrustedProxies
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["SETTING", "RateLimitMiddleware", "client_ip", "ratelimit"]
+__all__ = ["SETTING", "RateLimitMiddleware", "client_ip", "ratelimit", "set_networks"]
 
 V = TypeVar("V", bound=Callable[..., Any])
 KeyFunc = Callable[[HttpRequest], str]
@@ -111,6 +113,7 @@ class RateLimitMiddleware:
         except SettingsError as exc:
             raise ImproperlyConfigured(str(exc)) from exc
         self.policy = policy
+        _LIVE.add(self)
         self._limit = DjangoLimit(policy, f"{SETTING}['KEY']")
         self.limiter = self._limit.rule.limiter
         # Request attributes of this instance: a preflight whose decision
@@ -299,3 +302,33 @@ def ratelimit(
         return cast(V, wrapper)
 
     return decorator
+
+
+# Every RateLimitMiddleware of this process (Django builds them; users hold
+# no reference), for set_networks.
+_LIVE: weakref.WeakSet[RateLimitMiddleware] = weakref.WeakSet()
+
+
+def set_networks(
+    allow: Iterable[str] | None = None, deny: Iterable[str] | None = None
+) -> int:
+    """Replaces ``ALLOW_NETWORKS`` and ``DENY_NETWORKS`` of every
+    `RateLimitMiddleware` of this process, both at once, while requests run
+    (each request sees the old pair or the new one). Settings are not
+    changed: a middleware Django builds later reads them again.
+
+    Returns:
+        How many middleware instances took the new lists.
+
+    Raises:
+        TypeError, ValueError: A bad address or network, naming the list;
+            nothing is replaced then.
+    """
+    allow_list = None if allow is None else list(allow)
+    deny_list = None if deny is None else list(deny)
+    check_networks("allow_networks", allow_list)  # raise before any change
+    check_networks("deny_networks", deny_list)
+    live = list(_LIVE)
+    for middleware in live:
+        middleware.policy.set_networks(allow_list, deny_list)
+    return len(live)

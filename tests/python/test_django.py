@@ -37,6 +37,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 
 from rust_py_rate_limit import ManualClock, RateLimiter
+from rust_py_rate_limit import django as django_adapter
 from rust_py_rate_limit.django import RateLimitMiddleware, client_ip, ratelimit
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -284,6 +285,24 @@ def test_seed_limit_is_per_client_address() -> None:
         second = client.get("/api/users", REMOTE_ADDR="198.51.100.1")
         other = client.get("/api/users", REMOTE_ADDR="198.51.100.2")
     assert (first.status_code, second.status_code, other.status_code) == (200, 429, 200)
+
+
+def test_set_networks_replaces_the_lists_of_live_middleware() -> None:
+    mw = middleware({"LIMIT": 1, "WINDOW_SECONDS": 60})
+    factory = RequestFactory()
+
+    def status(addr: str) -> int:
+        return int(mw(factory.get("/", REMOTE_ADDR=addr)).status_code)
+
+    assert django_adapter.set_networks(deny=["198.51.100.0/24"]) >= 1
+    assert status("198.51.100.9") == 403
+    assert django_adapter.set_networks(allow=["198.51.100.9"]) >= 1
+    assert [status("198.51.100.9") for _ in range(3)] == [200] * 3  # unlimited
+    assert status("192.0.2.1") == 200
+    assert status("192.0.2.1") == 429  # the others are still limited
+    with pytest.raises(ValueError, match="deny_networks"):
+        django_adapter.set_networks(deny=["not-an-address"])
+    assert [status("198.51.100.9") for _ in range(2)] == [200] * 2  # unchanged
 
 
 def test_missing_remote_addr_is_a_clear_error() -> None:
