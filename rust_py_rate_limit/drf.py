@@ -38,6 +38,12 @@ middleware reads it: ``REMOTE_ADDR``, or with ``TRUSTED_PROXIES`` the one
 forwarding header your proxy sets. DRF's ``NUM_PROXIES`` guess is used only
 when it is set and ``TRUSTED_PROXIES`` is not.
 
+``BAN_AFTER``, ``BAN_WITHIN``, ``BAN_SECONDS`` and ``SHADOW`` reach every
+throttle's limiter; ``ALLOW_NETWORKS`` / ``DENY_NETWORKS`` (addresses or
+CIDR networks, matched on that client address): allow-listed clients are
+not throttled, deny-listed ones get 403 (``{"detail": "Forbidden"}``);
+`set_networks` replaces both lists at run time.
+
 A refused request makes DRF answer 429 with ``Retry-After`` (from `wait()`).
 With ``ON_ERROR: "raise"`` a storage failure answers 503.
 """
@@ -45,18 +51,19 @@ With ``ON_ERROR: "raise"`` a storage failure answers 503.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from rust_py_rate_limit._django import DjangoView
-from rust_py_rate_limit._policy import ClientAddresses
+from rust_py_rate_limit._policy import FORBIDDEN, ClientAddresses
+from rust_py_rate_limit._policy.policy import listed, network_lists
 from rust_py_rate_limit.django import SETTING
 from rust_py_rate_limit.exceptions import StorageError
 from rust_py_rate_limit.keys import ClientAddressUnavailable
@@ -69,6 +76,7 @@ __all__ = [
     "ScopedRateThrottle",
     "UserRateThrottle",
     "reset_throttles",
+    "set_networks",
 ]
 
 _DEPLOYMENT = (
@@ -79,6 +87,10 @@ _DEPLOYMENT = (
     ("local_cache_keys", "LOCAL_CACHE_KEYS"),
     ("max_keys", "MAX_KEYS"),
     ("cleanup_interval", "CLEANUP_INTERVAL"),
+    ("ban_after", "BAN_AFTER"),
+    ("ban_within", "BAN_WITHIN"),
+    ("ban_seconds", "BAN_SECONDS"),
+    ("shadow", "SHADOW"),
 )
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -107,6 +119,9 @@ class _Deployment:
                 config.get("TRUSTED_PROXIES"),
                 config.get("FORWARDED_HEADER", "x-forwarded-for"),
                 config.get("IPV6_PREFIX"),
+            )
+            self.networks = network_lists(
+                config.get("ALLOW_NETWORKS"), config.get("DENY_NETWORKS")
             )
         except (TypeError, ValueError) as exc:
             option = str(getattr(exc, "option", "")).upper() or "TRUSTED_PROXIES"
@@ -146,6 +161,22 @@ def reset_throttles() -> None:
     global _current
     with _lock:
         _current = None
+
+
+def set_networks(
+    allow: Iterable[str] | None = None, deny: Iterable[str] | None = None
+) -> None:
+    """Replaces ``ALLOW_NETWORKS`` and ``DENY_NETWORKS`` of every throttle in
+    this process, both at once, while requests run (each request sees the
+    old pair or the new one), until the setting changes.
+
+    Raises:
+        TypeError, ValueError: A bad address or network, naming the list;
+            nothing is replaced then.
+    """
+    _deployment().networks = network_lists(
+        None if allow is None else list(allow), None if deny is None else list(deny)
+    )
 
 
 def _parse_drf_rate(rate: str) -> tuple[int, int] | None:
@@ -282,6 +313,18 @@ class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
         rate = self.get_rate()
         if rate is None:
             return True
+        deployment = _deployment()
+        if deployment.networks is not None:
+            # Allow-listed clients pass unlimited; deny-listed ones get 403.
+            verdict = listed(
+                deployment.addresses,
+                deployment.networks,
+                DjangoView(getattr(request, "_request", request)),
+            )
+            if verdict is FORBIDDEN:
+                raise PermissionDenied(verdict.detail)
+            if verdict is not None:
+                return True
         key = self.get_cache_key(request, view)
         if key is None:
             return True

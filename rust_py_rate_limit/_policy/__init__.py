@@ -51,6 +51,7 @@ from rust_py_rate_limit._policy.policy import ClientAddresses, RequestPolicy, Ru
 from rust_py_rate_limit._policy.render import (
     BLOCKED_STATUS,
     DEFAULT_DETAIL,
+    FORBIDDEN,
     PASS,
     UNAVAILABLE,
     Rendering,
@@ -69,6 +70,7 @@ from rust_py_rate_limit._policy.view import RequestView, View
 __all__ = [
     "BLOCKED_STATUS",
     "DEFAULT_DETAIL",
+    "FORBIDDEN",
     "PASS",
     "UNAVAILABLE",
     "ClientAddresses",

@@ -144,6 +144,34 @@ class ClientAddresses:
         return key
 
 
+def listed(
+    addresses: ClientAddresses,
+    networks: tuple[Networks, Networks] | None,
+    view: RequestView,
+) -> Verdict | None:
+    """The answer of an ``(allow, deny)`` pair of network lists for the
+    client of ``view`` (its address after trusted-proxy resolution), if it is
+    on one: `FORBIDDEN` (the deny list wins), or `PASS`."""
+    if networks is None:
+        return None
+    address = addresses.address(view)
+    if address in networks[1]:
+        return FORBIDDEN
+    if address in networks[0]:
+        return PASS
+    return None
+
+
+def network_lists(allow: object, deny: object) -> tuple[Networks, Networks] | None:
+    """Checks an ``allow_networks`` / ``deny_networks`` pair; None when both
+    are empty (nothing to look up per request)."""
+    pair = (
+        check_networks("allow_networks", allow),
+        check_networks("deny_networks", deny),
+    )
+    return pair if pair[0] or pair[1] else None
+
+
 class RequestPolicy:
     """How an adapter limits requests: every option, checked once.
 
@@ -262,24 +290,12 @@ class RequestPolicy:
                 without rate-limit headers.
             deny: Addresses or CIDR networks whose clients get a 403.
         """
-        pair = (
-            check_networks("allow_networks", allow),
-            check_networks("deny_networks", deny),
-        )
-        self.networks = pair if pair[0] or pair[1] else None
+        self.networks = network_lists(allow, deny)
 
     def listed(self, view: RequestView) -> Verdict | None:
         """The answer of the network lists for this request's client (after
         trusted-proxy resolution), if it is on one: the deny list wins."""
-        networks = self.networks
-        if networks is None:
-            return None
-        address = self.addresses.address(view)
-        if address in networks[1]:
-            return FORBIDDEN
-        if address in networks[0]:
-            return PASS
-        return None
+        return listed(self.addresses, self.networks, view)
 
     # -- per request ---------------------------------------------------------
 

@@ -340,6 +340,54 @@ def test_forwarding_headers_are_believed_only_from_trusted_proxies() -> None:
         assert proxy.get("/anon", headers=other).status_code == 200
 
 
+def test_network_lists_allow_unthrottled_and_deny_with_403() -> None:
+    config = {
+        "TRUSTED_PROXIES": ["10.0.0.1"],
+        "ALLOW_NETWORKS": ["198.51.100.0/24"],
+        "DENY_NETWORKS": ["203.0.113.66", "2001:db8::/32"],
+    }
+    with override_settings(RUST_PY_RATE_LIMIT=config):
+        allowed = Client(REMOTE_ADDR="198.51.100.7")
+        assert statuses(allowed, "/anon", 6) == [200] * 6
+        denied = Client(REMOTE_ADDR="203.0.113.66").get("/anon")
+        assert (denied.status_code, denied.json()) == (403, {"detail": "Forbidden"})
+        assert Client(REMOTE_ADDR="2001:db8::1").get("/anon").status_code == 403
+        # A forged header from an untrusted peer reaches no allow-listed
+        # network; through the trusted proxy the resolved client does.
+        forged = {"X-Forwarded-For": "198.51.100.7"}
+        other = Client(REMOTE_ADDR="192.0.2.1")
+        assert statuses(other, "/anon", 4, **forged) == [200, 200, 200, 429]
+        proxy = Client(REMOTE_ADDR="10.0.0.1")
+        assert statuses(proxy, "/anon", 5, **forged) == [200] * 5
+        # Replaced at run time, both at once.
+        rl_drf.set_networks(deny=["192.0.2.0/24"])
+        assert other.get("/anon").status_code == 403
+        assert statuses(allowed, "/anon", 4) == [200, 200, 200, 429]
+        with pytest.raises(ValueError, match="allow_networks"):
+            rl_drf.set_networks(allow=["not-an-address"])
+        assert other.get("/anon").status_code == 403  # unchanged
+    with (
+        override_settings(RUST_PY_RATE_LIMIT={"DENY_NETWORKS": ["x"]}),
+        pytest.raises(ImproperlyConfigured, match="DENY_NETWORKS"),
+    ):
+        Client(REMOTE_ADDR="203.0.113.7").get("/anon")
+
+
+def test_shadow_and_bans_reach_the_throttles() -> None:
+    with override_settings(RUST_PY_RATE_LIMIT={"SHADOW": True}):
+        assert statuses(Client(REMOTE_ADDR="203.0.113.7"), "/anon", 6) == [200] * 6
+        throttle = rl_drf.AnonRateThrottle()
+        limiter = throttle.get_limiter("3/min")
+        assert limiter.stats()["shadow_refused"] == 3
+    config = {"BAN_AFTER": 2, "BAN_SECONDS": 600}
+    with override_settings(RUST_PY_RATE_LIMIT=config):
+        client = Client(REMOTE_ADDR="203.0.113.7")
+        assert statuses(client, "/anon", 5) == [200, 200, 200, 429, 429]
+        banned = client.get("/anon")
+        assert banned.status_code == 429
+        assert 590 < int(banned["Retry-After"]) <= 600
+
+
 def test_num_proxies_is_drfs_guess_when_no_trusted_proxies() -> None:
     with override_settings(REST_FRAMEWORK=drf_settings(NUM_PROXIES=1)):
         client = Client(REMOTE_ADDR="10.0.0.1")
