@@ -14,6 +14,11 @@ Scenarios:
   baseline, while the main thread sleeps with no sweep running.
 - ``hot`` / ``keys100k``: ``allow()`` with ``max_keys=1_000_000`` set vs
   unset (``scenarios.py``'s scenarios of the same names).
+- ``controls``: ``allow()`` on one key with the controls against abuse:
+  a limiter with none (``plain``), one with a ban policy and allow and deny
+  lists hitting a key on neither (``guarded``, the normal hit), and the
+  same limiter on a banned key, an allow-listed key and a deny-listed key
+  (each vs ``guarded``).
 
 ``twins``, ``hot`` and ``keys100k`` use the machinery of ``scenarios.py``
 (interleaved repeats, rotated order, median, fresh limiter per run, GC off
@@ -58,7 +63,7 @@ LIVE_KEY = "live:1"
 # sampling thread measures: it ends the measured window sooner after the sweep.
 SWITCH_INTERVAL = 0.0001
 
-ALL_SCENARIOS = ("twins", "sweep", "latency", "hot", "keys100k")
+ALL_SCENARIOS = ("twins", "sweep", "latency", "hot", "keys100k", "controls")
 
 # Targets (checked in run.py).
 TWIN_BUDGET = 2.5  # await twin / its sync twin
@@ -66,6 +71,7 @@ ROUND_TRIP_FACTOR = 10.0  # sleep(0) round trip / await twin
 LOCK_HOLD_BUDGET_US = 1000.0  # longest single shard-lock hold in a sweep
 SWEEP_P99_BUDGET_US = 50.0  # p99 of allow() from another thread during a sweep
 MAX_KEYS_BUDGET = 1.05  # max_keys set / unset
+CONTROLS_BUDGET = 1.1  # a banned or listed key's hit / a normal hit
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,74 @@ def _allow(**kwargs: Any) -> Callable[[int, int], Handle]:
     return make
 
 
+# The guarded limiter's lists and ban policy; the key each row hits.
+ALLOWED_KEY, DENIED_KEY, BANNED_KEY = "vip", "evil", "banned"
+CONTROL_KEYS = {
+    "plain": HOT_KEY,
+    "guarded": HOT_KEY,
+    "banned": BANNED_KEY,
+    "allow_listed": ALLOWED_KEY,
+    "deny_listed": DENIED_KEY,
+}
+
+
+class KeyHandle(Handle):
+    """``lim.allow(key)`` on its own fixed key, whatever keys it is given."""
+
+    def __init__(self, lim: Any, key: str) -> None:
+        self._allow = lim.allow
+        self._key = key
+
+    def run(self, keys: list[str]) -> None:
+        allow, key = self._allow, self._key
+        for _ in keys:
+            allow(key)
+
+    def hit(self, key: str) -> bool:
+        return bool(self._allow(self._key))
+
+
+def _controlled(row: str) -> Callable[[int, int], Handle]:
+    def make(limit: int, window: int) -> Handle:
+        if row == "plain":
+            return KeyHandle(_limiter(limit, window), CONTROL_KEYS[row])
+        lim = _limiter(
+            limit, window, ban_after=5, ban_seconds=3600,
+            allow_keys=[ALLOWED_KEY], deny_keys=[DENIED_KEY],
+        )  # fmt: skip
+        lim.ban(BANNED_KEY, 10**6)
+        return KeyHandle(lim, CONTROL_KEYS[row])
+
+    return make
+
+
+class Controls(Scenario):
+    name = "controls"
+    description = (
+        "one key, limit 10^9: no controls, a normal hit with a ban policy and "
+        "lists, and a banned / allow-listed / deny-listed key"
+    )
+
+    def __init__(self, p: Params) -> None:
+        super().__init__(p)
+        self.keys = [HOT_KEY] * p.n_hot
+        self.warm = self.keys[: p.warmup]
+
+    def sample(self, impl: Impl, repeat: int) -> core.Sample:
+        handle = impl.make(BIG_LIMIT, WINDOW)
+        try:
+            handle.run(self.warm)
+            ns = core._timed(handle, self.keys)
+            want = impl.name not in ("banned", "deny_listed")
+            core._expect(handle.hit(HOT_KEY), want, f"{impl.name} after the run")
+        finally:
+            handle.close()
+        return {"ns": ns / len(self.keys)}
+
+    def info(self) -> dict[str, Any]:
+        return {"hits": len(self.keys), "limit": BIG_LIMIT, "window": WINDOW}
+
+
 @dataclass(frozen=True)
 class Row:
     """One row of a timed scenario."""
@@ -206,6 +280,7 @@ class Row:
 
 TWINS = ("twins",)
 MAXK = ("hot", "keys100k")
+CONTROLS = ("controls",)
 
 ROWS: dict[str, Row] = {
     r.name: r
@@ -242,10 +317,45 @@ ROWS: dict[str, Row] = {
             f"`RateLimiter(limit, 60, max_keys={MAX_KEYS:_}).allow(k)`",
             vs="unbounded",
         ),
+        Row("plain", CONTROLS, _controlled("plain"), "`allow(k)`, no controls"),
+        Row(
+            "guarded",
+            CONTROLS,
+            _controlled("guarded"),
+            "`allow(k)` with `ban_after`, `allow_keys`, `deny_keys` set; k on no "
+            "list, not banned",
+            vs="plain",
+        ),
+        Row(
+            "banned",
+            CONTROLS,
+            _controlled("banned"),
+            "the same limiter, `allow(k)` on a banned k (refused)",
+            vs="guarded",
+        ),
+        Row(
+            "allow_listed",
+            CONTROLS,
+            _controlled("allow_listed"),
+            "the same limiter, `allow(k)` on an allow-listed k",
+            vs="guarded",
+        ),
+        Row(
+            "deny_listed",
+            CONTROLS,
+            _controlled("deny_listed"),
+            "the same limiter, `allow(k)` on a deny-listed k (refused)",
+            vs="guarded",
+        ),
     )
 }
 
-BASELINES = {"twins": "allow", "hot": "unbounded", "keys100k": "unbounded"}
+BASELINES = {
+    "twins": "allow",
+    "hot": "unbounded",
+    "keys100k": "unbounded",
+    "controls": "plain",
+}
 
 IMPLS: dict[str, Impl] = {
     r.name: Impl(r.name, r.module, r.make, memory=False) for r in ROWS.values()
@@ -315,13 +425,18 @@ def run_rows(
     name: str, impls: list[Impl], p: AsyncParams, problems: list[str]
 ) -> dict[str, Any]:
     these = [i for i in impls if name in ROWS[i.name].scenarios]
-    scn = Twins(p.core()) if name == "twins" else core.TIMED_SCENARIOS[name](p.core())
+    if name == "twins":
+        scn: Scenario = Twins(p.core())
+    elif name == "controls":
+        scn = Controls(p.core())
+    else:
+        scn = core.TIMED_SCENARIOS[name](p.core())
     try:
         res = core.run_timed(scn, these, p.repeats, problems, BASELINES[name])
     finally:
         if isinstance(scn, Twins):
             scn.close()
-    if name != "twins":
+    if name in MAXK:
         res["max_keys"] = MAX_KEYS
     _add_vs(res)
     return res

@@ -633,6 +633,22 @@ def async_max_keys_table(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def async_controls_table(data: dict[str, Any]) -> str:
+    if "controls" not in data["scenarios"]:
+        return ""
+    lines = ["| row | what | ns/hit | x vs |", "|---|---|---|---|"]
+    for name, row in aio.ROWS.items():
+        if "controls" not in row.scenarios:
+            continue
+        ns = _get(data, "controls", name, "median_ns")
+        if ns is None:
+            continue
+        ratio = _get(data, "controls", name, "ratio_vs")
+        vs = f"{ratio:.2f}x {row.vs}" if ratio is not None and row.vs else "baseline"
+        lines.append(f"| {name} | {row.what} | {ns:.0f} | {vs} |")
+    return "\n".join(lines)
+
+
 def _field(scn: str, row: str, field: str) -> Callable[[dict[str, Any]], float | None]:
     return lambda d: _get(d, scn, row, field)
 
@@ -648,6 +664,16 @@ def _us_field(
 
 
 ASYNC_TARGETS = [
+    *(
+        Target(
+            f"allow() on {what} key <= {aio.CONTROLS_BUDGET}x a normal hit with "
+            "the same controls",
+            _field("controls", row, "ratio_vs"),
+            "<=",
+            aio.CONTROLS_BUDGET,
+        )
+        for row, what in (("banned", "a banned"), ("allow_listed", "an allow-listed"))
+    ),
     Target(
         f"await aallow <= {aio.TWIN_BUDGET}x allow (in a running loop, hot key)",
         _field("twins", "aallow", "ratio_vs"),
@@ -748,6 +774,7 @@ def async_report(data: dict[str, Any]) -> str:
             f"max_keys={aio.MAX_KEYS:_} set vs unset: ns/hit (x unbounded)",
             async_max_keys_table(data),
         ),
+        ("Controls against abuse: allow() on one key", async_controls_table(data)),
     ]
     for title, table in sections:
         if table:
