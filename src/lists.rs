@@ -5,7 +5,7 @@
 //! pointer store), so a hit sees either the old lists or the new ones,
 //! never a mix. While both are empty a hit pays one relaxed load.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +24,22 @@ pub enum Listed {
 struct Sets {
     allow: HashSet<Box<[u8]>, ahash::RandomState>,
     deny: HashSet<Box<[u8]>, ahash::RandomState>,
+    /// Both lists in one map (the deny list wins a key on both): a hit
+    /// looks once.
+    index: HashMap<Box<[u8]>, Listed, ahash::RandomState>,
+}
+
+impl Sets {
+    fn new(
+        allow: HashSet<Box<[u8]>, ahash::RandomState>,
+        deny: HashSet<Box<[u8]>, ahash::RandomState>,
+    ) -> Self {
+        let mut index =
+            HashMap::with_capacity_and_hasher(allow.len() + deny.len(), ahash::RandomState::new());
+        index.extend(allow.iter().map(|k| (k.clone(), Listed::Allowed)));
+        index.extend(deny.iter().map(|k| (k.clone(), Listed::Denied)));
+        Self { allow, deny, index }
+    }
 }
 
 /// The allow and deny lists of one limiter.
@@ -52,32 +68,19 @@ impl KeyLists {
         if !self.any.load(Ordering::Acquire) {
             return None;
         }
-        let sets = self.sets.load();
-        if sets.deny.contains(key) {
-            Some(Listed::Denied)
-        } else if sets.allow.contains(key) {
-            Some(Listed::Allowed)
-        } else {
-            None
-        }
+        self.sets.load().index.get(key).copied()
     }
 
     /// Replaces the allow list.
     pub fn set_allow(&self, keys: impl IntoIterator<Item = Box<[u8]>>) {
         let allow = keys.into_iter().collect();
-        self.replace(|old| Sets {
-            allow,
-            deny: old.deny.clone(),
-        });
+        self.replace(|old| Sets::new(allow, old.deny.clone()));
     }
 
     /// Replaces the deny list.
     pub fn set_deny(&self, keys: impl IntoIterator<Item = Box<[u8]>>) {
         let deny = keys.into_iter().collect();
-        self.replace(|old| Sets {
-            allow: old.allow.clone(),
-            deny,
-        });
+        self.replace(|old| Sets::new(old.allow.clone(), deny));
     }
 
     /// The allow list's keys (in no order).
