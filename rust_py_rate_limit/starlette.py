@@ -230,6 +230,8 @@ class RateLimitMiddleware:
         self.rule: Rule = self.policy.rule
         self.limiter: RateLimiter = self.rule.limiter
         self.cost = self.rule.cost
+        exempts = (self.policy.exempt_paths, self.policy.exempt_predicate)
+        self._exempt = self.policy.exempt if exempts != (None, None) else None
         self._preflight_target: Router | str | None = None
         self._preflight_target_found = False
 
@@ -253,7 +255,7 @@ class RateLimitMiddleware:
             return
         policy = self.policy
         view = ScopeView(scope, receive)
-        if policy.exempt(view) or (
+        if (self._exempt is not None and self._exempt(view)) or (
             scope["method"] == "OPTIONS"
             and policy.preflight(view)
             and self._preflight_is_exempt(scope, view)
@@ -268,10 +270,12 @@ class RateLimitMiddleware:
                 await self.app(scope, receive, send)
                 return
 
-            async def send_with_headers(message: Message) -> None:
+            # A plain function returning send's awaitable: no coroutine of
+            # its own per message.
+            def send_with_headers(message: Message) -> Awaitable[None]:
                 if message["type"] == "http.response.start":
                     message["headers"] = [*message.get("headers", ()), *extra]
-                await send(message)
+                return send(message)
 
             await self.app(scope, receive, send_with_headers)
         elif verdict.limited and policy.on_blocked is not None:
