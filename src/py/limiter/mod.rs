@@ -21,6 +21,7 @@ use crate::clock::{AnyClock, NANOS_PER_SEC};
 use crate::janitor::Janitor;
 use crate::limiter::{Limiter, Spec};
 use crate::store::redis::RedisStore;
+use crate::store::Outcome;
 use guard::Guard;
 
 /// The native half of `rust_py_rate_limit.RateLimiter`: every decision and
@@ -199,13 +200,29 @@ impl PyRateLimiter {
     /// Spends `cost` on `key` if the limit allows it; returns whether it did.
     #[pyo3(signature = (key, cost = Cost::Omitted), text_signature = "(self, key, cost=1)")]
     fn allow(&self, key: &Bound<'_, PyAny>, cost: Cost<'_, '_>) -> PyResult<bool> {
-        // The common case, a memory store with no list and no shadow mode,
-        // needs no flags: only whether the hit was admitted.
-        if self.remote.is_none() && !self.guard.active() {
-            let cost = self.cost(cost)?;
-            return Ok(self.inner.hit(&key_bytes(key)?, cost)?.allowed);
+        if self.remote.is_some() {
+            return Ok(self.hit(key, cost)?.decision.allowed);
         }
-        Ok(self.hit(key, cost)?.decision.allowed)
+        // On the memory store only whether the hit was admitted matters:
+        // no flags, unless shadow mode waves a refusal through.
+        let cost = self.cost(cost)?;
+        let bytes = key_bytes(key)?;
+        if !self.guard.active() {
+            return Ok(self.inner.hit(&bytes, cost)?.allowed);
+        }
+        if let Some(listed) = self.listed(&bytes) {
+            self.inner.validate_cost(cost)?;
+            return Ok(listed.decision.allowed);
+        }
+        let decision = self.inner.hit(&bytes, cost)?;
+        if decision.allowed || !self.guard.shadow {
+            return Ok(decision.allowed);
+        }
+        let outcome = Outcome {
+            banned: self.inner.banned_for(&bytes).is_some(),
+            ..Outcome::from(decision)
+        };
+        Ok(self.shadowed(outcome, &bytes).decision.allowed)
     }
 
     /// Like `allow`, returning the whole decision as a dict.
