@@ -306,7 +306,6 @@ def test_a_shadow_refusal_is_logged_once_per_key_per_window(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     import logging
-    import time
 
     from rust_py_rate_limit import enable_logging
 
@@ -327,10 +326,21 @@ def test_a_shadow_refusal_is_logged_once_per_key_per_window(
                 got.append(message.split("key=")[1].split(" ")[0])
         return got
 
-    def wait_for(key: str) -> None:
-        deadline = time.monotonic() + 5
-        while key not in keys() and time.monotonic() < deadline:
-            time.sleep(0.01)
+    class Arrived(logging.Handler):
+        """Sets ``seen`` when the sentinel's record reaches the logger."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen = threading.Event()
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if f"key={sentinel}" in record.getMessage():
+                self.seen.set()
+
+    # On the root logger after caplog's handler: caplog holds a record
+    # before the event is set.
+    arrived = Arrived()
+    logging.getLogger().addHandler(arrived)
 
     for _ in range(20):
         lim.allow(k)  # 19 shadow refusals: one record
@@ -343,7 +353,11 @@ def test_a_shadow_refusal_is_logged_once_per_key_per_window(
     lim.allow(k)  # refused in the new window: a record
     lim.allow(sentinel)
     lim.allow(sentinel)  # a record after all the others
-    # Records arrive in order: once the sentinel's is in, every earlier one is.
-    wait_for(sentinel)
+    # Records arrive in order: once the sentinel's is in, every earlier one is
+    # (delivered by the log pump's own thread, in real time).
+    try:
+        assert arrived.seen.wait(5), "the sentinel's record never arrived"
+    finally:
+        logging.getLogger().removeHandler(arrived)
     assert keys() == [k, other, k, sentinel]
     assert lim.stats()["shadow_refused"] == 19 + 2 + 1 + 1 + 1

@@ -3,11 +3,14 @@
 
 use pyo3::prelude::*;
 
+use std::sync::Arc;
+
 use super::PyRateLimiter;
 use crate::py::args::{key_bytes, Cost};
 use crate::py::bridge::{self, OnCancel};
 use crate::py::decision::PyDecision;
 use crate::py::options::storage_error;
+use crate::store::redis::RedisStore;
 
 impl PyRateLimiter {
     /// The future of `_adecide`: a decision on the Redis store.
@@ -64,14 +67,30 @@ impl PyRateLimiter {
         })
     }
 
+    /// A runtime future of `op` on the Redis store and `key`'s bytes (and
+    /// the manual clock's time, if any), finishing even if cancelled.
+    fn keyed_future<'py, T, F, Fut>(
+        &self,
+        key: &Bound<'py, PyAny>,
+        op: F,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: FnOnce(Arc<RedisStore>, Vec<u8>, Option<u64>) -> Fut,
+        Fut: std::future::Future<Output = PyResult<T>> + Send + 'static,
+        T: for<'a> IntoPyObject<'a> + Send + 'static,
+    {
+        let remote = self.remote()?.clone();
+        let bytes = key_bytes(key)?.into_owned();
+        let fut = op(remote, bytes, self.remote_now());
+        bridge::future_into_py(key.py(), OnCancel::Finish, fut)
+    }
+
     /// The future of `_areset`.
     pub(super) fn areset_future<'py>(
         &self,
         key: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let remote = self.remote()?.clone();
-        let bytes = key_bytes(key)?.into_owned();
-        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
+        self.keyed_future(key, |remote, bytes, _| async move {
             remote.reset(&bytes).await.map_err(storage_error)
         })
     }
@@ -90,10 +109,7 @@ impl PyRateLimiter {
         key: &Bound<'py, PyAny>,
         duration: crate::clock::Nanos,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let remote = self.remote()?.clone();
-        let bytes = key_bytes(key)?.into_owned();
-        let now = self.remote_now();
-        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
+        self.keyed_future(key, move |remote, bytes, now| async move {
             remote
                 .ban(&bytes, duration, now)
                 .await
@@ -106,10 +122,7 @@ impl PyRateLimiter {
         &self,
         key: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let remote = self.remote()?.clone();
-        let bytes = key_bytes(key)?.into_owned();
-        let now = self.remote_now();
-        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
+        self.keyed_future(key, |remote, bytes, now| async move {
             remote.unban(&bytes, now).await.map_err(storage_error)
         })
     }
@@ -119,10 +132,7 @@ impl PyRateLimiter {
         &self,
         key: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let remote = self.remote()?.clone();
-        let bytes = key_bytes(key)?.into_owned();
-        let now = self.remote_now();
-        bridge::future_into_py(key.py(), OnCancel::Finish, async move {
+        self.keyed_future(key, |remote, bytes, now| async move {
             let left = remote
                 .banned_for(&bytes, now)
                 .await

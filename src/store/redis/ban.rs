@@ -22,12 +22,12 @@ impl RedisStore {
         now_us: Option<u64>,
         length_us: u64,
     ) -> std::result::Result<i64, StoreError> {
-        let keys = self.keys(key);
-        let (ban, refusals) = (&keys[keys.len() - 2], &keys[keys.len() - 1]);
+        // Only the ban and its refusals: no rule key is touched.
+        let [ban, refusals] = super::ban_keys(&self.layout.base(key));
         self.guarded(async {
             let mut conn = self.connection().await?;
             let mut call = script().prepare_invoke();
-            call.key(ban).key(refusals).arg(op);
+            call.key(&ban).key(&refusals).arg(op);
             match now_us {
                 Some(now) => call.arg(now),
                 None => call.arg(""),

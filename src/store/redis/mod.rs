@@ -92,6 +92,12 @@ pub struct RedisConfig {
 /// (any node; the client discovers the rest).
 pub const CLUSTER_SCHEME: &str = "redis+cluster://";
 
+/// A key's ban and its recent refusals, beside its state under `base`
+/// (see `RedisStore::keys`).
+fn ban_keys(base: &str) -> [String; 2] {
+    [format!("{base}ban"), format!("{base}refusals")]
+}
+
 /// One rule as the scripts see it: limit, window (µs), burst.
 #[derive(Debug, Clone, Copy)]
 struct Rule {
@@ -219,8 +225,7 @@ impl RedisStore {
             keys.push(rule_key);
             keys.extend(sum);
         }
-        keys.push(format!("{base}ban"));
-        keys.push(format!("{base}refusals"));
+        keys.extend(ban_keys(&base));
         keys
     }
 
