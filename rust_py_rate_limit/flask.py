@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from flask import Flask, Request, Response, current_app, request
 from flask.typing import ResponseReturnValue
-from werkzeug.datastructures import Headers
 
 from rust_py_rate_limit._native import Decision
 from rust_py_rate_limit._policy import (
@@ -189,15 +188,26 @@ class FlaskRateLimiter:
         if installed is not None:
             raise RuntimeError("this app already has a FlaskRateLimiter")
         app.extensions[EXTENSION_KEY] = self
+        # Under the app's WSGI callable: the request's verdict list, and the
+        # headers added as the response starts. Flask's request hooks would
+        # cost more than the decision (each is dispatched per request).
+        app.wsgi_app = _HeaderMiddleware(app.wsgi_app, self._hits)  # type: ignore[method-assign]
+        if self._default is not None:
+            # Bound to the app: no current_app proxy on the request path. A
+            # plain function, not a partial: Flask asks every hook per request
+            # whether it is a coroutine function, which unwraps a partial slowly.
+            def before_request() -> Response | None:
+                return self._before_request(app)
 
-        # Bound to the app: no current_app proxy on the request path. A plain
-        # function, not a partial: Flask asks every hook per request whether
-        # it is a coroutine function, which unwraps a partial slowly.
-        def before_request() -> Response | None:
-            return self._before_request(app)
+            app.before_request(before_request)
+        # Flask answers an OPTIONS to a rule with automatic options itself,
+        # without the view: its documented override point decides for it.
+        answer_options = app.make_default_options_response
 
-        app.before_request(before_request)
-        app.after_request(self._after_request)
+        def make_default_options_response() -> Response:
+            return self._automatic_options(app) or answer_options()
+
+        app.make_default_options_response = make_default_options_response  # type: ignore[method-assign]
         self._apps.add(app)
 
     def limit(
@@ -264,16 +274,14 @@ class FlaskRateLimiter:
             @functools.wraps(view)
             def wrapper(*args: Any, **kwargs: Any) -> ResponseReturnValue:
                 req = request._get_current_object()  # type: ignore[attr-defined]
-                if self._hits not in req.environ:
-                    raise RuntimeError(
-                        "this FlaskRateLimiter is not installed on "
-                        f"{current_app.name!r}: call limiter.init_app(app)"
-                    )
+                hits = req.environ.get(self._hits)
+                if hits is None:
+                    hits = self._hits_of(req)
                 # The view runs, so every request is counted, a CORS preflight
                 # included (only those Flask answers itself are exempt).
                 verdict = rule.decide(FlaskView(req))
                 if verdict.decision is not None:
-                    req.environ[self._hits].append(verdict)
+                    hits.append(verdict)
                 return (
                     call(*args, **kwargs) if verdict.passes else self._refuse(verdict)
                 )
@@ -292,11 +300,28 @@ class FlaskRateLimiter:
         setattr(view, _EXEMPT, True)
         return view
 
-    def _hit(self, rule: Rule, req: Request) -> Verdict:
-        verdict = rule.decide(FlaskView(req))
-        if verdict.decision is not None:
-            req.environ[self._hits].append(verdict)
-        return verdict
+    def _hits_of(self, req: Request) -> list[Verdict]:
+        """The verdict list of a request that did not come through the app's
+        WSGI callable (``app.test_request_context()``, for example)."""
+        if current_app.extensions.get(EXTENSION_KEY) is not self:
+            raise RuntimeError(
+                "this FlaskRateLimiter is not installed on "
+                f"{current_app.name!r}: call limiter.init_app(app)"
+            )
+        hits: list[Verdict] = req.environ.setdefault(self._hits, [])
+        return hits
+
+    def _decide(self, rules: Iterable[Rule], req: Request) -> Response | None:
+        hits = req.environ.get(self._hits)
+        if hits is None:
+            hits = self._hits_of(req)
+        for rule in rules:
+            verdict = rule.decide(FlaskView(req))
+            if verdict.decision is not None:
+                hits.append(verdict)
+            if not verdict.passes:
+                return self._refuse(verdict)
+        return None
 
     def _refuse(self, verdict: Verdict) -> Response:
         on_blocked = self.policy.on_blocked
@@ -309,66 +334,81 @@ class FlaskRateLimiter:
             raise TypeError("on_blocked returned None; it must return a response")
         return current_app.make_response(value)
 
-    def _before_request(self, app: Flask) -> Response | None:
-        req: Request = request._get_current_object()  # type: ignore[attr-defined]
-        req.environ[self._hits] = []  # also tells the wrapper we are installed
-        if self._default is None and req.method != "OPTIONS":
-            return None  # only the wrappers of limited views decide
-        endpoint = req.endpoint
-        if endpoint is None:
-            return None  # no route matched (404, 405, redirect): no view runs
-        # Flask answers an OPTIONS to a rule with automatic options itself,
-        # without the view (as Flask.dispatch_request does).
-        automatic = req.method == "OPTIONS" and bool(
-            getattr(req.url_rule, "provide_automatic_options", False)
-        )
-        if automatic and self.policy.preflight(FlaskView(req)):
-            return None
-        view = app.view_functions.get(endpoint)
-        rules: tuple[Rule, ...] = getattr(view, _RULES, ())
-        if rules:
-            if not automatic:
-                return None  # the wrapper decides, when the view runs
-            # Flask answers without the view: decide for the wrapper.
-            rules = tuple(r for r in reversed(rules) if r.policy is self.policy)
-        elif not (
+    def _default_applies(self, view: object, req: Request) -> bool:
+        return not (
             self._default is None
             or getattr(view, _EXEMPT, False)
-            or endpoint.rpartition(".")[2] == "static"  # the app's or a blueprint's
+            or str(req.endpoint).rpartition(".")[2] == "static"  # any blueprint's
             or self.policy.exempt(FlaskView(req))
+        )
+
+    def _before_request(self, app: Flask) -> Response | None:
+        """With ``default_limits``: the default rate for a view without a
+        limit of its own (the wrapper of a limited view decides itself)."""
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        endpoint = req.endpoint
+        if endpoint is None or (
+            req.method == "OPTIONS"
+            and getattr(req.url_rule, "provide_automatic_options", False)
         ):
+            # No route matched (404, 405, redirect) and no view runs; or
+            # Flask answers it: _automatic_options decides.
+            return None
+        view = app.view_functions.get(endpoint)
+        if getattr(view, _RULES, ()) or not self._default_applies(view, req):
+            return None
+        assert self._default is not None
+        return self._decide((self._default,), req)
+
+    def _automatic_options(self, app: Flask) -> Response | None:
+        """An OPTIONS that Flask answers itself, the view unrun: counted by
+        the view's own limits, else the default one; a preflight is exempt."""
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        if self.policy.preflight(FlaskView(req)):
+            return None
+        view = app.view_functions.get(req.endpoint or "")
+        rules: tuple[Rule, ...] = getattr(view, _RULES, ())
+        if rules:
+            rules = tuple(r for r in reversed(rules) if r.policy is self.policy)
+        elif self._default_applies(view, req):
+            assert self._default is not None
             rules = (self._default,)
-        for rule in rules:
-            verdict = self._hit(rule, req)
-            if not verdict.passes:
-                return self._refuse(verdict)
-        return None
-
-    def _after_request(self, response: Response) -> Response:
-        # Through the proxy's own getter: attribute access on the proxy costs
-        # a few microseconds.
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        hits = req.environ.get(self._hits)
-        if hits:
-            pairs = (hits[0] if len(hits) == 1 else reported(hits)).headers
-            if pairs:
-                _merge(response.headers, pairs)
-        return response
+        return self._decide(rules, req)
 
 
-def _merge(headers: Headers, pairs: list[tuple[str, str]]) -> None:
-    """Adds the rate-limit headers to a response's, replacing any of the
-    same name. Headers.add and .set validate every value and .set scans the
-    list: our values are digits and fixed text, so when no name collides
-    (the usual case) they are appended to werkzeug's list in one step."""
-    items = getattr(headers, "_list", None) if type(headers) is Headers else None
-    if type(items) is list and _HEADER_NAMES.isdisjoint(
-        [name.lower() for name, _ in items]
-    ):
-        items.extend(pairs)
-        return
-    for name, value in pairs:
-        if name in headers:
-            headers.set(name, value)
-        else:
-            headers.add(name, value)
+class _HeaderMiddleware:
+    """The extension's WSGI middleware: a verdict list per request, whose
+    headers join the response's as it starts."""
+
+    __slots__ = ("app", "key")
+
+    def __init__(self, app: Callable[..., Any], key: str) -> None:
+        self.app = app
+        self.key = key
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        hits: list[Verdict] = []
+        environ[self.key] = hits
+
+        def start(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            if hits:
+                pairs = (hits[0] if len(hits) == 1 else reported(hits)).headers
+                if pairs:
+                    headers = _merge(headers, pairs)
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+
+def _merge(
+    headers: list[tuple[str, str]], pairs: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The response's headers with the rate-limit ones, which replace any of
+    the same name (the usual case, none, appends them in one step)."""
+    if _HEADER_NAMES.isdisjoint([name.lower() for name, _ in headers]):
+        headers.extend(pairs)
+        return headers
+    names = {name.lower() for name, _ in pairs}
+    return [h for h in headers if h[0].lower() not in names] + pairs

@@ -418,15 +418,11 @@ class Rule:
         self.rendering = Rendering(limiter, policy.headers, policy.detail)
         self._client = client
         self._separator = separator
-        # The default key (the peer's address, no proxies, no route part):
-        # the addresses' cache of peer -> key answers it in one lookup.
+        # Keyed by the peer's address (no proxies): the addresses' cache of
+        # peer -> key answers the client part in one lookup.
         addresses = policy.addresses
-        default = (
-            client == addresses.of
-            and separator is None
-            and addresses.trusted_proxies is None
-        )
-        self._peer_keys = addresses._keys if default else None
+        by_peer = client == addresses.of and addresses.trusted_proxies is None
+        self._peer_keys = addresses._keys if by_peer else None
         # Nothing to wait for: an in-memory limiter (whose awaitable twins
         # are its sync methods) keyed by the built-in keys. An async adapter
         # may then call `decide`, sparing a coroutine per request.
@@ -466,13 +462,13 @@ class Rule:
                 return listed
         # The request path of every adapter: _key and _verdict inlined.
         peer_keys = self._peer_keys
-        key: Any = None if peer_keys is None else peer_keys.get(view.peer)
-        if key is None:
-            client: Any = self._client(view)
+        client: Any = None if peer_keys is None else peer_keys.get(view.peer)
+        if client is None:
+            client = self._client(view)
             if type(client) is not str:
                 self._key(client, view)  # raises the type error
-            separator = self._separator
-            key = client if separator is None else f"{view.route}{separator}{client}"
+        separator = self._separator
+        key = client if separator is None else f"{view.route}{separator}{client}"
         try:
             if self.cost == 1:
                 decision = self.limiter.decide(key)

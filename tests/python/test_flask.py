@@ -31,6 +31,7 @@ SEED = textwrap.dedent(
 
 LEGACY = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 IETF = ("RateLimit-Policy", "RateLimit")
+PEER = {"REMOTE_ADDR": "192.0.2.1"}
 PREFLIGHT = {
     "Origin": "https://example.com",
     "Access-Control-Request-Method": "GET",
@@ -242,6 +243,59 @@ def test_init_app_twice_registers_the_hooks_once() -> None:
         "1",
         "0",
     ]
+
+
+def test_headers_join_after_after_request_replacing_same_names() -> None:
+    # The headers are added as the response starts (the extension wraps
+    # app.wsgi_app), so an after_request function cannot drop them and a
+    # header of the same name it set is replaced, not doubled.
+    app, _ = app_with()
+    seen: list[bool] = []
+
+    @app.after_request
+    def stamp(response: Response) -> Response:
+        seen.append("X-RateLimit-Remaining" in response.headers)
+        response.headers["X-RateLimit-Limit"] = "999"
+        response.headers["X-Other"] = "kept"
+        return response
+
+    response = app.test_client().get("/limited")
+    assert seen == [False]
+    assert response.headers.getlist("X-RateLimit-Limit") == ["3"]
+    assert response.headers["X-RateLimit-Remaining"] == "2"
+    assert response.headers["X-Other"] == "kept"
+
+
+def test_wsgi_middleware_applied_after_init_app_still_sees_limits() -> None:
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app, _ = app_with(limit=1)
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    client = app.test_client()
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}
+    assert client.get("/limited", headers=forwarded).status_code == 200
+    assert client.get("/limited", headers=forwarded).status_code == 429
+    other = client.get("/limited", headers={"X-Forwarded-For": "203.0.113.8"})
+    assert other.status_code == 200, "ProxyFix's REMOTE_ADDR keys the client"
+
+
+def test_request_outside_the_wsgi_callable_is_still_limited() -> None:
+    # app.test_request_context() skips app.wsgi_app: the decision is taken
+    # (the view's limit holds), only the headers are not added.
+    app, limiter = app_with(limit=1)
+    for expected in (200, 429):
+        with app.test_request_context("/limited", environ_base=PEER):
+            response = app.full_dispatch_request()
+            assert response.status_code == expected
+    assert limiter.limiter is not None
+    assert limiter.limiter.stats()["total_checks"] == 2
+
+
+def test_automatic_options_outside_the_wsgi_callable_is_limited() -> None:
+    app, _ = app_with(limit=1)
+    for expected in (200, 429):
+        with app.test_request_context("/limited", method="OPTIONS", environ_base=PEER):
+            assert app.full_dispatch_request().status_code == expected
 
 
 def test_a_second_extension_on_one_app_is_refused() -> None:
