@@ -20,32 +20,17 @@ import path::
 - `RateLimitThrottle`: the base; set ``scope`` or ``rate`` and override
   ``get_cache_key(request, view)`` (None: not throttled).
 
-Rates are DRF's strings (``"100/day"``, ``"5/min"``) or ours
-(``"10/second;1000/hour"``, ``"3/5m"``), read from ``DEFAULT_THROTTLE_RATES``
-when a request is throttled, so ``override_settings`` works. A rate of None
-turns a scope off. Class attributes choose the rest: ``algorithm`` (default
-``"sliding_log"``: DRF's own moving window, exact, one entry per admitted
-request as DRF's cache history keeps; ``"sliding"`` or ``"gcra"`` keep a
-key in O(1) memory), ``burst``, ``cost`` and ``clock`` (a `ManualClock` in
-tests).
-
-The deployment comes from the ``RUST_PY_RATE_LIMIT`` setting the Django
-middleware reads, if present: ``STORAGE`` (``"redis://..."`` shares the
-limits across workers and hosts), ``KEY_PREFIX``, ``TIMEOUT``, ``ON_ERROR``,
-``LOCAL_CACHE_KEYS``, ``MAX_KEYS``, ``CLEANUP_INTERVAL``, ``TRUSTED_PROXIES``,
-``FORWARDED_HEADER`` and ``IPV6_PREFIX``. The client address is read as the
-middleware reads it: ``REMOTE_ADDR``, or with ``TRUSTED_PROXIES`` the one
-forwarding header your proxy sets. DRF's ``NUM_PROXIES`` guess is used only
-when it is set and ``TRUSTED_PROXIES`` is not.
-
-``BAN_AFTER``, ``BAN_WITHIN``, ``BAN_SECONDS`` and ``SHADOW`` reach every
-throttle's limiter; ``ALLOW_NETWORKS`` / ``DENY_NETWORKS`` (addresses or
-CIDR networks, matched on that client address): allow-listed clients are
-not throttled, deny-listed ones get 403 (``{"detail": "Forbidden"}``);
-`set_networks` replaces both lists at run time.
-
-A refused request makes DRF answer 429 with ``Retry-After`` (from `wait()`).
-With ``ON_ERROR: "raise"`` a storage failure answers 503.
+Rates are DRF's strings (``"100/day"``) or ours (``"10/second;1000/hour"``),
+read from ``DEFAULT_THROTTLE_RATES`` per request, so ``override_settings``
+works; None turns a scope off. Class attributes choose ``algorithm`` (default
+``"sliding_log"``, DRF's own exact moving window), ``burst``, ``cost`` and
+``clock``. The deployment (``STORAGE`` and its options, the client address
+options, bans, shadow mode, network lists) comes from the Django middleware's
+``RUST_PY_RATE_LIMIT`` setting (`rust_py_rate_limit._policy.settings.Deployment`);
+DRF's ``NUM_PROXIES`` is used only when set and ``TRUSTED_PROXIES`` is not.
+A refusal makes DRF answer 429 with ``Retry-After`` (from `wait()`); a
+deny-listed client gets 403; with ``ON_ERROR: "raise"`` a storage failure
+answers 503. See the README's section.
 """
 
 from __future__ import annotations
@@ -62,8 +47,9 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from rust_py_rate_limit._django import DjangoView
-from rust_py_rate_limit._policy import FORBIDDEN, ClientAddresses
+from rust_py_rate_limit._policy import FORBIDDEN
 from rust_py_rate_limit._policy.policy import listed, network_lists
+from rust_py_rate_limit._policy.settings import Deployment, SettingsError
 from rust_py_rate_limit.django import SETTING
 from rust_py_rate_limit.exceptions import StorageError
 from rust_py_rate_limit.keys import ClientAddressUnavailable
@@ -79,19 +65,6 @@ __all__ = [
     "set_networks",
 ]
 
-_DEPLOYMENT = (
-    ("storage", "STORAGE"),
-    ("key_prefix", "KEY_PREFIX"),
-    ("timeout", "TIMEOUT"),
-    ("on_error", "ON_ERROR"),
-    ("local_cache_keys", "LOCAL_CACHE_KEYS"),
-    ("max_keys", "MAX_KEYS"),
-    ("cleanup_interval", "CLEANUP_INTERVAL"),
-    ("ban_after", "BAN_AFTER"),
-    ("ban_within", "BAN_WITHIN"),
-    ("ban_seconds", "BAN_SECONDS"),
-    ("shadow", "SHADOW"),
-)
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -103,29 +76,17 @@ class RateLimiterUnavailable(APIException):  # type: ignore[misc]
     default_code = "rate_limiter_unavailable"
 
 
-class _Deployment:
-    """What ``RUST_PY_RATE_LIMIT`` says, read once per settings object."""
+class _Deployment(Deployment):
+    """What ``RUST_PY_RATE_LIMIT`` says, read once per settings object, and
+    the limiters built by it."""
+
+    __slots__ = ("limiters",)
 
     def __init__(self, source: object) -> None:
-        config = {} if source is None else source
-        if not isinstance(config, Mapping):
-            raise ImproperlyConfigured(
-                f"{SETTING} must be a dict, not {type(config).__name__}"
-            )
-        self.options = {name: config[key] for name, key in _DEPLOYMENT if key in config}
         try:
-            # The address rules every adapter follows, checked the same way.
-            self.addresses = ClientAddresses(
-                config.get("TRUSTED_PROXIES"),
-                config.get("FORWARDED_HEADER", "x-forwarded-for"),
-                config.get("IPV6_PREFIX"),
-            )
-            self.networks = network_lists(
-                config.get("ALLOW_NETWORKS"), config.get("DENY_NETWORKS")
-            )
-        except (TypeError, ValueError) as exc:
-            option = str(getattr(exc, "option", "")).upper() or "TRUSTED_PROXIES"
-            raise ImproperlyConfigured(f"{SETTING}[{option!r}]: {exc}") from exc
+            super().__init__(source, SETTING)
+        except SettingsError as exc:
+            raise ImproperlyConfigured(str(exc)) from exc
         self.limiters: dict[tuple[object, ...], RateLimiter] = {}
 
 
@@ -295,7 +256,7 @@ class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
             "algorithm": cls.algorithm,
             "burst": cls.burst,
             "clock": cls.clock,
-            **deployment.options,
+            **deployment.limiter_options,
         }
         try:
             try:

@@ -28,10 +28,9 @@ from rust_py_rate_limit._policy import (
     Rule,
     Verdict,
     check_names,
-    reported,
 )
 from rust_py_rate_limit._policy.options import check_bool, check_callable
-from rust_py_rate_limit._policy.render import HEADER_NAMES as _HEADER_NAMES
+from rust_py_rate_limit._policy.wsgi import VerdictHeaders
 from rust_py_rate_limit.limiter import RateLimiter
 
 if TYPE_CHECKING:
@@ -191,7 +190,7 @@ class FlaskRateLimiter:
         # Under the app's WSGI callable: the request's verdict list, and the
         # headers added as the response starts. Flask's request hooks would
         # cost more than the decision (each is dispatched per request).
-        app.wsgi_app = _HeaderMiddleware(app.wsgi_app, self._hits)  # type: ignore[method-assign]
+        app.wsgi_app = VerdictHeaders(app.wsgi_app, self._hits)  # type: ignore[method-assign]
         if self._default is not None:
             # Bound to the app: no current_app proxy on the request path. A
             # plain function, not a partial: Flask asks every hook per request
@@ -374,41 +373,3 @@ class FlaskRateLimiter:
             assert self._default is not None
             rules = (self._default,)
         return self._decide(rules, req)
-
-
-class _HeaderMiddleware:
-    """The extension's WSGI middleware: a verdict list per request, whose
-    headers join the response's as it starts."""
-
-    __slots__ = ("app", "key")
-
-    def __init__(self, app: Callable[..., Any], key: str) -> None:
-        self.app = app
-        self.key = key
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        hits: list[Verdict] = []
-        environ[self.key] = hits
-
-        def start(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            if hits:
-                pairs = (hits[0] if len(hits) == 1 else reported(hits)).headers
-                if pairs:
-                    headers = _merge(headers, pairs)
-            return start_response(status, headers, exc_info)
-
-        return self.app(environ, start)
-
-
-def _merge(
-    headers: list[tuple[str, str]], pairs: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """The response's headers with the rate-limit ones, which replace any of
-    the same name (the usual case, none, appends them in one step)."""
-    if _HEADER_NAMES.isdisjoint([name.lower() for name, _ in headers]):
-        headers.extend(pairs)
-        return headers
-    names = {name.lower() for name, _ in pairs}
-    return [h for h in headers if h[0].lower() not in names] + pairs

@@ -12,12 +12,19 @@ from typing import Any
 
 from rust_py_rate_limit._policy.options import (
     OPTIONS,
+    Networks,
     OptionTypeError,
     OptionValueError,
 )
-from rust_py_rate_limit._policy.policy import RequestPolicy
+from rust_py_rate_limit._policy.policy import (
+    ClientAddresses,
+    RequestPolicy,
+    network_lists,
+)
 
 __all__ = [
+    "DEPLOYMENT_SETTINGS",
+    "Deployment",
     "SettingsError",
     "key_option",
     "option_of_setting",
@@ -125,3 +132,58 @@ def policy_from_settings(
             f"{setting}[{setting_of_option(exc.option)!r}]" if exc.option else setting
         )
         raise SettingsError(f"{where}: {exc}") from exc
+
+
+#: The settings keys that say where and how limiters keep their state,
+#: rather than what they limit: those a throttle with rates of its own (DRF's)
+#: takes from the setting.
+DEPLOYMENT_SETTINGS = (
+    "STORAGE",
+    "KEY_PREFIX",
+    "TIMEOUT",
+    "ON_ERROR",
+    "LOCAL_CACHE_KEYS",
+    "MAX_KEYS",
+    "CLEANUP_INTERVAL",
+    "BAN_AFTER",
+    "BAN_WITHIN",
+    "BAN_SECONDS",
+    "SHADOW",
+)
+
+
+class Deployment:
+    """The deployment a settings mapping describes: the limiter options of
+    `DEPLOYMENT_SETTINGS`, the client addresses (``TRUSTED_PROXIES``,
+    ``FORWARDED_HEADER``, ``IPV6_PREFIX``) and the network lists
+    (``ALLOW_NETWORKS``, ``DENY_NETWORKS``). Its other keys are ignored.
+
+    Raises:
+        SettingsError: naming the key at fault.
+    """
+
+    __slots__ = ("addresses", "limiter_options", "networks")
+
+    def __init__(self, config: object, setting: str) -> None:
+        if config is None:
+            config = {}
+        if not isinstance(config, Mapping):
+            raise SettingsError(
+                f"{setting} must be a dict, not {type(config).__name__}"
+            )
+        self.limiter_options = {
+            key.lower(): config[key] for key in DEPLOYMENT_SETTINGS if key in config
+        }
+        try:
+            self.addresses = ClientAddresses(
+                config.get("TRUSTED_PROXIES"),
+                config.get("FORWARDED_HEADER", "x-forwarded-for"),
+                config.get("IPV6_PREFIX"),
+            )
+            self.networks: tuple[Networks, Networks] | None = network_lists(
+                config.get("ALLOW_NETWORKS"), config.get("DENY_NETWORKS")
+            )
+        except (TypeError, ValueError) as exc:
+            option = getattr(exc, "option", None) or "trusted_proxies"
+            where = setting_of_option(option)
+            raise SettingsError(f"{setting}[{where!r}]: {exc}") from exc
