@@ -5,9 +5,10 @@ from typing import Any, Final, Literal, TypedDict, TypeVar, final
 
 from typing_extensions import disjoint_base
 
-from rust_py_rate_limit.types import AlgorithmName, CheckResult, Stats
+from rust_py_rate_limit.types import AlgorithmName, CheckResult, Metrics, Stats
 
 __all__ = [
+    "LATENCY_BOUNDS",
     "Decision",
     "ManualClock",
     "RateLimiterCore",
@@ -22,6 +23,8 @@ __all__ = [
 ]
 
 __version__: Final[str]
+#: Upper bounds of the storage latency buckets, in seconds.
+LATENCY_BOUNDS: Final[list[float]]
 
 _T = TypeVar("_T")
 
@@ -114,6 +117,7 @@ class RateLimiterCore:
         deny_keys: Iterable[str] | None = None,
         shadow: bool = False,
         local_cache_keys: int = 20000,
+        name: str | None = None,
     ) -> RateLimiterCore: ...
     def allow(self, key: str, cost: int = 1) -> bool: ...
     def check(self, key: str, cost: int = 1) -> CheckResult: ...
@@ -150,6 +154,9 @@ class RateLimiterCore:
     def cleanup_expired(self) -> int: ...
     def _local_cache_len(self) -> int: ...
     def stats(self) -> Stats: ...
+    def metrics(self) -> Metrics: ...
+    @property
+    def name(self) -> str: ...
     def start_cleanup(self, interval: float) -> None: ...
     def _profile_sweep(self) -> _SweepProfile: ...
     def stop_cleanup(self) -> None: ...

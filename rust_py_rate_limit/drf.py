@@ -256,6 +256,8 @@ class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
             "algorithm": cls.algorithm,
             "burst": cls.burst,
             "clock": cls.clock,
+            # The metrics' `limiter` label: the scope, as DRF names its rates.
+            "name": f"drf:{self.scope}",
             **deployment.limiter_options,
         }
         try:

@@ -14,6 +14,7 @@ import difflib
 import inspect
 import json
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -73,6 +74,8 @@ class RateLimiter(RateLimiterCore):
             locally until their retry time, answering further hits of at
             least the refused cost without a round trip (default 20000; 0
             turns the cache off).
+        name: The ``limiter`` label of its metrics and events (default:
+            its algorithm and rules, such as ``"fixed:100/60s"``).
 
     Example:
         >>> limiter = RateLimiter(limit=2, window_seconds=60)
@@ -107,6 +110,7 @@ class RateLimiter(RateLimiterCore):
             deny_keys: Iterable[str] | None = None,
             shadow: bool = False,
             local_cache_keys: int = 20000,
+            name: str | None = None,
         ) -> Self: ...
 
     else:
@@ -118,7 +122,9 @@ class RateLimiter(RateLimiterCore):
             # subclasses included.
             if kwargs.get("storage") not in (None, "memory"):
                 cls = _redis_class(cls)
-            return super().__new__(cls, *args, **kwargs)
+            limiter = super().__new__(cls, *args, **kwargs)
+            LIVE.add(limiter)
+            return limiter
 
     # -- context managers: leaving stops the janitor ----------------------
 
@@ -282,6 +288,10 @@ class RateLimiter(RateLimiterCore):
 
 # __new__ takes *args/**kwargs only to pick the subclass; show the real ones.
 RateLimiter.__signature__ = inspect.signature(RateLimiterCore)  # type: ignore[attr-defined]
+
+#: Every RateLimiter of this process that is still referenced: what the
+#: metrics exporters report (a dropped limiter leaves it by itself).
+LIVE: weakref.WeakSet[RateLimiter] = weakref.WeakSet()
 
 _PARAMETERS = frozenset(
     name

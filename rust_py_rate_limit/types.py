@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, TypeAlias, TypedDict
 
-__all__ = ["AlgorithmName", "CheckResult", "Stats"]
+__all__ = ["AlgorithmName", "CheckResult", "Decisions", "Latency", "Metrics", "Stats"]
 
 #: Every name ``RateLimiter(algorithm=...)`` accepts (canonical names and aliases).
 AlgorithmName: TypeAlias = Literal[
@@ -79,3 +79,70 @@ class Stats(TypedDict):
     denied: int
     shadow_refused: int
     local_cache_hits: int
+
+
+class Decisions(TypedDict):
+    """Every decision counted once, by what the caller got.
+
+    Attributes:
+        admitted: Admitted by the limit (or the allow list).
+        refused: Refused by the limit.
+        banned: Refused because the key was banned.
+        denied: Refused by the deny list.
+        shadow: Admitted by shadow mode, though the limit (or a ban) would
+            have refused them.
+    """
+
+    admitted: int
+    refused: int
+    banned: int
+    denied: int
+    shadow: int
+
+
+class Latency(TypedDict):
+    """Round trips to the storage server, in fixed buckets.
+
+    Attributes:
+        bounds: Upper bounds of the buckets, in seconds (a last bucket,
+            unbounded, follows).
+        counts: Round trips per bucket (not cumulative), one more than
+            ``bounds``.
+        sum: Their total duration, in seconds.
+        count: How many.
+    """
+
+    bounds: list[float]
+    counts: list[int]
+    sum: float
+    count: int
+
+
+class Metrics(TypedDict):
+    """What ``RateLimiter.metrics`` returns: what metrics export.
+
+    Attributes:
+        name: The limiter's name, the ``limiter`` label.
+        algorithm: Its algorithm.
+        storage: ``"memory"`` or ``"redis"``.
+        decisions: Decisions by result (`Decisions`).
+        near_limit: Admissions with at least 80% of the limit spent.
+        storage_errors, breaker, active_keys, banned_keys, bans,
+        rejected_full, expired_removed, cleanup_runs: As in `Stats`.
+        latency: Storage round trips (None for the memory store).
+    """
+
+    name: str
+    algorithm: str
+    storage: str
+    decisions: Decisions
+    near_limit: int
+    storage_errors: int
+    breaker: str
+    active_keys: int
+    banned_keys: int
+    bans: int
+    rejected_full: int
+    expired_removed: int
+    cleanup_runs: int
+    latency: Latency | None

@@ -13,6 +13,7 @@ pub mod janitor;
 pub mod limiter;
 pub mod lists;
 pub mod logs;
+pub mod metrics;
 pub mod rate;
 pub mod runtime;
 pub mod store;

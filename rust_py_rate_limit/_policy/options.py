@@ -71,6 +71,7 @@ class LimitOptions(TypedDict, total=False):
     local_cache_keys: int | None
     allow_networks: Iterable[str] | None
     deny_networks: Iterable[str] | None
+    name: str | None
 
 
 class PolicyOptions(LimitOptions, total=False):
@@ -106,6 +107,7 @@ LIMITER_OPTIONS = (
     "ban_seconds",
     "shadow",
     "local_cache_keys",
+    "name",
 )
 
 

@@ -361,7 +361,12 @@ class RequestPolicy:
                 )
             limiter = self.limiter
         else:
-            limiter = build_limiter(rate=rate, **self._template)
+            template = self._template
+            if template.get("name") is not None:
+                # Its own label: the policy's name and the route's rate.
+                shown = rate if isinstance(rate, str) else ";".join(rate)
+                template = {**template, "name": f"{template['name']} {shown}"}
+            limiter = build_limiter(rate=rate, **template)
         client, separator = self._client, self.route_separator
         if key is not None and key_func is not None:
             raise OptionTypeError("key", "give key or key_func, not both")

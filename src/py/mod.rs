@@ -27,6 +27,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_drain_logs, m)?)?;
     m.add("StorageError", m.py().get_type::<errors::StorageError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    let bounds: Vec<f64> = crate::metrics::LATENCY_BOUNDS_US
+        .iter()
+        .map(|&us| us as f64 / 1e6)
+        .collect();
+    m.add("LATENCY_BOUNDS", bounds)?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use crate::algorithm::{Algorithm, Decision};
 use crate::clock::{AnyClock, Clock, Nanos};
 use crate::error::{Error, Result};
 use crate::fork;
+use crate::metrics::Tally;
 
 /// Keys are bytes: any Python `str` (lone surrogates included) maps to
 /// distinct bytes, and lookups borrow the caller's buffer. Short keys are
@@ -68,8 +69,7 @@ pub struct MemoryStore<A: Algorithm> {
     evict_cursor: Mutex<SweepCursor>,
     /// No scan for expired keys before this time (after a fruitless round).
     next_evict_scan: AtomicU64,
-    allowed: AtomicU64,
-    blocked: AtomicU64,
+    tally: Tally,
     rejected_full: AtomicU64,
     expired_removed: AtomicU64,
     cleanup_runs: AtomicU64,
@@ -98,8 +98,7 @@ impl<A: Algorithm> MemoryStore<A> {
             len: AtomicUsize::new(0),
             evict_cursor: Mutex::new(SweepCursor::default()),
             next_evict_scan: AtomicU64::new(0),
-            allowed: AtomicU64::new(0),
-            blocked: AtomicU64::new(0),
+            tally: Tally::default(),
             rejected_full: AtomicU64::new(0),
             expired_removed: AtomicU64::new(0),
             cleanup_runs: AtomicU64::new(0),
@@ -141,7 +140,7 @@ impl<A: Algorithm> MemoryStore<A> {
     pub fn hit(&self, key: &[u8], cost: u64) -> Result<Decision> {
         self.validate_cost(cost)?;
         if let Some(decision) = self.banned(key) {
-            self.blocked.fetch_add(1, Relaxed);
+            self.tally.refused(true);
             return Ok(decision);
         }
         let (decision, tracked) = match self.map.get_mut(key) {
@@ -152,7 +151,7 @@ impl<A: Algorithm> MemoryStore<A> {
             None => self.hit_new(key, cost),
         };
         if decision.allowed {
-            self.allowed.fetch_add(1, Relaxed);
+            self.tally.admitted(&decision);
             return Ok(decision);
         }
         Ok(self.refused(key, decision, tracked))
@@ -179,7 +178,7 @@ impl<A: Algorithm> MemoryStore<A> {
     /// Counts a refusal, and a ban it may begin.
     #[inline(never)]
     fn refused(&self, key: &[u8], mut decision: Decision, tracked: bool) -> Decision {
-        self.blocked.fetch_add(1, Relaxed);
+        self.tally.refused(false);
         if tracked && self.bans.policy().is_some() {
             if let Some(ban) = self.bans.refused(key, self.clock.now()) {
                 // This refusal began a ban: the next admission waits for it.
@@ -522,9 +521,12 @@ impl<A: Algorithm> MemoryStore<A> {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
+        let tally = self.tally.snapshot();
         Stats {
-            allowed: self.allowed.load(Relaxed),
-            blocked: self.blocked.load(Relaxed),
+            allowed: tally.allowed,
+            blocked: tally.blocked,
+            ban_refused: tally.ban_refused,
+            near_limit: tally.near_limit,
             active_keys: self.map.len() as u64,
             rejected_full: self.rejected_full.load(Relaxed),
             expired_removed: self.expired_removed.load(Relaxed),

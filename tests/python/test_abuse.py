@@ -177,9 +177,11 @@ def test_listed_keys_are_never_stored_nor_counted() -> None:
     evil = lim.decide("evil")
     assert (evil.allowed, evil.denied, evil.retry_after) == (False, True, 60.0)
     assert lim.peek("evil").denied
+    assert lim.remaining("evil") == 0
     stats = lim.stats()
     assert (stats["active_keys"], stats["allowed"], stats["blocked"]) == (0, 0, 0)
-    assert stats["denied"] == 2
+    # A peek is no hit: the deny list counted the one decide() only.
+    assert stats["denied"] == 1
     assert lim.allow_keys == frozenset({"vip"})
     assert lim.deny_keys == frozenset({"evil"})
 

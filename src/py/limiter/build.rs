@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::guard::Guard;
 use super::PyRateLimiter;
-use crate::clock::AnyClock;
+use crate::clock::{AnyClock, NANOS_PER_SEC};
 use crate::limiter::{memory_limiter, AlgorithmKind, Spec};
 use crate::py::args::{key_bytes, positive_int, seconds_to_nanos};
 use crate::py::options::{none_if_absent, quotas_from_rate, rename};
@@ -228,10 +228,17 @@ impl PyRateLimiter {
         remote: Option<Arc<RedisStore>>,
         cleanup_interval: Option<&Bound<'_, PyAny>>,
         guard: Guard,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let inner = memory_limiter(&spec, clock.clone())?;
+        let (name, named) = match none_if_absent(name) {
+            Some(name) => (check_name(name)?, true),
+            None => (default_name(&spec, inner.algorithm()), false),
+        };
         let limiter = Self {
             inner,
+            name,
+            named,
             spec,
             janitor: Mutex::new(None),
             remote,
@@ -245,4 +252,42 @@ impl PyRateLimiter {
         }
         Ok(limiter)
     }
+}
+
+/// The longest `name`, in characters.
+const MAX_NAME: usize = 200;
+
+/// A limiter's `name`: a non-empty str of printable characters.
+fn check_name(name: &Bound<'_, PyAny>) -> PyResult<String> {
+    let Ok(text) = name.extract::<String>() else {
+        return Err(PyTypeError::new_err(format!(
+            "name must be a str, not {}",
+            name.get_type().name()?
+        )));
+    };
+    let count = text.chars().count();
+    if count == 0 || count > MAX_NAME || text.chars().any(char::is_control) {
+        return Err(PyValueError::new_err(format!(
+            "name must be 1 to {MAX_NAME} printable characters, got {text:?}"
+        )));
+    }
+    Ok(text)
+}
+
+/// The name of a limiter not given one: its algorithm and rules, such as
+/// `"fixed:100/60s"` or `"sliding:10/1s;1000/3600s"`.
+pub(super) fn default_name(spec: &Spec, algorithm: &str) -> String {
+    let rules: Vec<String> = spec
+        .quotas
+        .iter()
+        .map(|q| {
+            let window = q.window();
+            if window % NANOS_PER_SEC == 0 {
+                format!("{}/{}s", q.limit(), window / NANOS_PER_SEC)
+            } else {
+                format!("{}/{}s", q.limit(), window as f64 / NANOS_PER_SEC as f64)
+            }
+        })
+        .collect();
+    format!("{algorithm}:{}", rules.join(";"))
 }

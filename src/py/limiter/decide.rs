@@ -53,12 +53,21 @@ impl PyRateLimiter {
         self.guard.shadow(outcome, key, || self.clock.now(), window)
     }
 
-    /// The answer of the allow or deny list for `key`, if it is on one.
+    /// The answer of the allow or deny list for a hit on `key`, if it is
+    /// on one (counted).
     #[inline]
     pub(super) fn listed(&self, key: &[u8]) -> Option<Outcome> {
+        self.listed_as(key, true)
+    }
+
+    #[inline]
+    fn listed_as(&self, key: &[u8], counted: bool) -> Option<Outcome> {
         let listed = self.guard.lists.get(key)?;
         let first = self.first();
-        Some(self.guard.answer(listed, first.limit(), first.window()))
+        Some(
+            self.guard
+                .answer(listed, first.limit(), first.window(), counted),
+        )
     }
 
     /// The clock of a ManualClock limiter, in microseconds, for the Redis
@@ -87,7 +96,7 @@ impl PyRateLimiter {
     /// shadow mode does not: a peek reports the truth).
     pub(super) fn peek_outcome(&self, key: &Bound<'_, PyAny>) -> PyResult<Outcome> {
         let bytes = key_bytes(key)?;
-        if let Some(listed) = self.listed(&bytes) {
+        if let Some(listed) = self.listed_as(&bytes, false) {
             return Ok(listed);
         }
         match &self.remote {

@@ -16,7 +16,11 @@ pub(crate) struct Guard {
     pub(crate) lists: KeyLists,
     pub(crate) shadow: bool,
     pub(crate) denied: AtomicU64,
+    /// Hits admitted by the allow list.
+    pub(crate) allow_listed: AtomicU64,
     pub(crate) shadow_refused: AtomicU64,
+    /// Shadow refusals of a banned key (within `shadow_refused`).
+    pub(crate) shadow_banned: AtomicU64,
     /// Keys whose shadow refusal was logged, until when not to log again.
     pub(crate) shadow_logged: Mutex<HashMap<Box<[u8]>, Nanos>>,
 }
@@ -32,10 +36,24 @@ impl Guard {
     }
 
     /// The answer for a listed key, without the store: an allowed key is
-    /// admitted with its whole allowance and counted nowhere; a denied key
-    /// is refused for a window (a retry will be refused too).
+    /// admitted with its whole allowance; a denied key is refused for a
+    /// window (a retry will be refused too). A hit (`counted`) is counted
+    /// by the list's counter, a peek is not.
     #[cold]
-    pub(crate) fn answer(&self, listed: Listed, limit: u64, window: Nanos) -> Outcome {
+    pub(crate) fn answer(
+        &self,
+        listed: Listed,
+        limit: u64,
+        window: Nanos,
+        counted: bool,
+    ) -> Outcome {
+        let counter = match listed {
+            Listed::Allowed => &self.allow_listed,
+            Listed::Denied => &self.denied,
+        };
+        if counted {
+            counter.fetch_add(1, Relaxed);
+        }
         match listed {
             Listed::Allowed => Outcome::from(Decision {
                 allowed: true,
@@ -44,21 +62,18 @@ impl Guard {
                 reset_after: 0,
                 retry_after: 0,
             }),
-            Listed::Denied => {
-                self.denied.fetch_add(1, Relaxed);
-                Outcome {
-                    decision: Decision {
-                        allowed: false,
-                        limit,
-                        remaining: 0,
-                        reset_after: window,
-                        retry_after: window,
-                    },
-                    banned: false,
-                    denied: true,
-                    shadow_refused: false,
-                }
-            }
+            Listed::Denied => Outcome {
+                decision: Decision {
+                    allowed: false,
+                    limit,
+                    remaining: 0,
+                    reset_after: window,
+                    retry_after: window,
+                },
+                banned: false,
+                denied: true,
+                shadow_refused: false,
+            },
         }
     }
 
@@ -75,6 +90,9 @@ impl Guard {
     ) -> Outcome {
         if self.shadow && !outcome.decision.allowed {
             self.shadow_refused.fetch_add(1, Relaxed);
+            if outcome.banned {
+                self.shadow_banned.fetch_add(1, Relaxed);
+            }
             outcome.decision.allowed = true;
             outcome.shadow_refused = true;
             self.log_shadow(key, now(), window, &outcome);

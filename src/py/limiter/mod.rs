@@ -30,11 +30,16 @@ use guard::Guard;
 #[pyclass(
     frozen,
     subclass,
+    weakref,
     module = "rust_py_rate_limit._native",
     name = "RateLimiterCore"
 )]
 pub struct PyRateLimiter {
     inner: Arc<dyn Limiter>,
+    /// The label of its metrics and events.
+    name: String,
+    /// Whether `name` was given (else derived from the rules).
+    named: bool,
     spec: Spec,
     janitor: Mutex<Option<Janitor>>,
     /// The Redis store, when `storage` names one; `inner` is then unused
@@ -69,7 +74,8 @@ impl PyRateLimiter {
         deny_keys = None,
         shadow = None,
         local_cache_keys = None,
-    ), text_signature = "(limit=None, window_seconds=None, algorithm='fixed', max_keys=None, cleanup_interval=None, *, rate=None, burst=None, clock=None, on_full='deny', storage='memory', key_prefix='rust_py_rate_limit', timeout=0.05, on_error='allow', ban_after=None, ban_within=None, ban_seconds=None, allow_keys=None, deny_keys=None, shadow=False, local_cache_keys=20000)")]
+        name = None,
+    ), text_signature = "(limit=None, window_seconds=None, algorithm='fixed', max_keys=None, cleanup_interval=None, *, rate=None, burst=None, clock=None, on_full='deny', storage='memory', key_prefix='rust_py_rate_limit', timeout=0.05, on_error='allow', ban_after=None, ban_within=None, ban_seconds=None, allow_keys=None, deny_keys=None, shadow=False, local_cache_keys=20000, name=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: Option<&Bound<'_, PyAny>>,
@@ -92,6 +98,7 @@ impl PyRateLimiter {
         deny_keys: Option<&Bound<'_, PyAny>>,
         shadow: Option<&Bound<'_, PyAny>>,
         local_cache_keys: Option<&Bound<'_, PyAny>>,
+        name: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let quotas = build::quotas(limit, window_seconds, rate)?;
         let spec = build::spec(quotas, algorithm, burst, max_keys, on_full)?;
@@ -107,7 +114,7 @@ impl PyRateLimiter {
             on_error,
             local_cache_keys,
         )?;
-        Self::assemble(spec, clock, remote, cleanup_interval, guard)
+        Self::assemble(spec, clock, remote, cleanup_interval, guard, name)
     }
 
     /// Bans `key` for `seconds`, whatever its counts (replacing any ban).
@@ -285,6 +292,19 @@ impl PyRateLimiter {
     /// Activity counters.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.stats_dict(py)
+    }
+
+    /// The counters metrics export: decisions by result, near-limit
+    /// admissions, the store's health and, for Redis, round-trip latency.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.metrics_dict(py)
+    }
+
+    /// The label of this limiter's metrics and events (default: its
+    /// algorithm and rules, such as `"fixed:100/60s"`).
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
     }
 
     /// Sweeps expired keys as `cleanup_expired` does, timing how long each

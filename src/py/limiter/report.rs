@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::PyRateLimiter;
+use crate::metrics::{TallySnapshot, LATENCY_BOUNDS_US};
 use crate::store::OnFull;
 
 impl PyRateLimiter {
@@ -16,7 +17,9 @@ impl PyRateLimiter {
         let mut s = self.inner.stats();
         let (mut errors, mut breaker, mut cache_hits) = (0, "closed", 0);
         if let Some(remote) = &self.remote {
-            (s.allowed, s.blocked, errors) = remote.counters();
+            let tally = remote.tally();
+            (s.allowed, s.blocked) = (tally.allowed, tally.blocked);
+            errors = remote.errors();
             s.bans = remote.bans_begun();
             breaker = remote.breaker_state().name();
             cache_hits = remote.local_cache().0;
@@ -37,6 +40,83 @@ impl PyRateLimiter {
         let shadow_refused = self.guard.shadow_refused.load(Relaxed);
         dict.set_item(intern!(py, "shadow_refused"), shadow_refused)?;
         dict.set_item(intern!(py, "local_cache_hits"), cache_hits)?;
+        Ok(dict)
+    }
+
+    /// The dict of `metrics()`: every decision counted once, by what the
+    /// caller got, and the store's health.
+    pub(super) fn metrics_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.stats_dict(py)?;
+        let tally = match &self.remote {
+            Some(remote) => remote.tally(),
+            None => {
+                let s = self.inner.stats();
+                TallySnapshot {
+                    allowed: s.allowed,
+                    blocked: s.blocked,
+                    ban_refused: s.ban_refused,
+                    near_limit: s.near_limit,
+                }
+            }
+        };
+        let guard = &self.guard;
+        let shadow = guard.shadow_refused.load(Relaxed);
+        let shadow_banned = guard.shadow_banned.load(Relaxed);
+        let (allowed, blocked, ban_refused) = (tally.allowed, tally.blocked, tally.ban_refused);
+        // The store counted its own answers; shadow mode then admitted some
+        // refusals (of a banned key or not), and the lists answered without it.
+        let banned = ban_refused.saturating_sub(shadow_banned);
+        let refused = blocked
+            .saturating_sub(ban_refused)
+            .saturating_sub(shadow - shadow_banned.min(shadow));
+        let decisions = PyDict::new(py);
+        decisions.set_item("admitted", allowed + guard.allow_listed.load(Relaxed))?;
+        decisions.set_item("refused", refused)?;
+        decisions.set_item("banned", banned)?;
+        decisions.set_item("denied", guard.denied.load(Relaxed))?;
+        decisions.set_item("shadow", shadow)?;
+        let dict = PyDict::new(py);
+        dict.set_item("name", &self.name)?;
+        dict.set_item("algorithm", self.algorithm())?;
+        dict.set_item(
+            "storage",
+            if self.remote.is_some() {
+                "redis"
+            } else {
+                "memory"
+            },
+        )?;
+        dict.set_item("decisions", decisions)?;
+        dict.set_item("near_limit", tally.near_limit)?;
+        for name in [
+            "storage_errors",
+            "breaker",
+            "active_keys",
+            "banned_keys",
+            "bans",
+            "rejected_full",
+            "expired_removed",
+            "cleanup_runs",
+        ] {
+            dict.set_item(name, stats.get_item(name)?)?;
+        }
+        let latency = match &self.remote {
+            None => None,
+            Some(remote) => {
+                let snapshot = remote.latency();
+                let bounds: Vec<f64> = LATENCY_BOUNDS_US
+                    .iter()
+                    .map(|&us| us as f64 / 1e6)
+                    .collect();
+                let latency = PyDict::new(py);
+                latency.set_item("bounds", bounds)?;
+                latency.set_item("counts", &snapshot.counts)?;
+                latency.set_item("sum", snapshot.sum_ns as f64 / 1e9)?;
+                latency.set_item("count", snapshot.count())?;
+                Some(latency)
+            }
+        };
+        dict.set_item("latency", latency)?;
         Ok(dict)
     }
 
@@ -87,6 +167,9 @@ impl PyRateLimiter {
         }
         if self.guard.shadow {
             text.push_str(", shadow=True");
+        }
+        if self.named {
+            let _ = write!(text, ", name={:?}", self.name);
         }
         text.push(')');
         text

@@ -67,8 +67,11 @@ impl RedisStore {
         if matches!(self.client, Client::Cluster(_)) {
             let store = Arc::clone(self);
             handle.spawn(async move {
+                let started = std::time::Instant::now();
                 let call = tokio::time::timeout(store.config.timeout, store.run_one(&job));
-                finish(call.await.unwrap_or_else(|_| Err(store.timed_out())));
+                let result = call.await.unwrap_or_else(|_| Err(store.timed_out()));
+                store.latency.record(started.elapsed());
+                finish(result);
             });
             return;
         }
@@ -105,6 +108,14 @@ impl RedisStore {
                     }
                 }
             };
+            let answered = std::time::Instant::now();
+            for pending in &batch {
+                // Each decision's round trip: from its call (its deadline
+                // less the timeout) to the batch's answer.
+                let called = pending.deadline - self.config.timeout;
+                self.latency
+                    .record(answered.saturating_duration_since(called));
+            }
             match result {
                 Ok(decisions) => {
                     for (pending, decision) in batch.drain(..).zip(decisions) {

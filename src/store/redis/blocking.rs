@@ -35,9 +35,11 @@ impl RedisStore {
         let job = self.job(mode, key, cost, now_us);
         let mut args = resp::Args::default();
         self.script_args(&[&job], &mut args);
+        let started = std::time::Instant::now();
         let result = self.with_blocking(endpoint, deadline, |conn| {
             conn.eval(&self.sync_script, &args, deadline)
         });
+        self.latency.record(started.elapsed());
         let result = result
             .and_then(|reply| reply.into_u64s().map_err(|f| self.sync_err(f)))
             .and_then(|reply| self.decisions(reply, 1))

@@ -22,12 +22,7 @@ impl RedisStore {
             Ok(d) => d,
             Err(err) => self.policy(err, cost)?,
         };
-        let counter = if decision.allowed {
-            &self.allowed
-        } else {
-            &self.blocked
-        };
-        counter.fetch_add(1, Relaxed);
+        self.tally.count(&decision.decision, decision.banned);
         Ok(decision)
     }
 
@@ -90,10 +85,12 @@ impl RedisStore {
         F: std::future::Future<Output = std::result::Result<T, StoreError>>,
     {
         self.breaker_closed()?;
+        let started = std::time::Instant::now();
         let result = match tokio::time::timeout(self.config.timeout, op).await {
             Ok(result) => result,
             Err(_) => Err(self.timed_out()),
         };
+        self.latency.record(started.elapsed());
         self.record(&result);
         result
     }

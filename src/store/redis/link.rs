@@ -387,6 +387,8 @@ impl RedisStore {
         pending: LinkPending<R>,
         result: Result<Outcome, StoreError>,
     ) {
+        let called = pending.deadline - self.config.timeout;
+        self.latency.record(called.elapsed());
         self.record(&result);
         let settled = self.settle(result, pending.job.cost);
         step.answered.push((pending.reply, settled));

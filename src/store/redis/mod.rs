@@ -33,6 +33,8 @@ mod script;
 mod url;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::metrics::{Latency, LatencySnapshot, Tally, TallySnapshot};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -136,9 +138,10 @@ pub struct RedisStore {
     ban: Option<BanPolicy>,
     /// Bans begun by this process's calls (automatic and manual).
     bans_begun: AtomicU64,
-    allowed: AtomicU64,
-    blocked: AtomicU64,
+    tally: Tally,
     errors: AtomicU64,
+    /// Round trips to Redis, from the call to its answer.
+    latency: Latency,
 }
 
 impl RedisStore {
@@ -206,9 +209,9 @@ impl RedisStore {
             connection: Mutex::new(None),
             blocking: Mutex::new(BlockingPool::default()),
             config,
-            allowed: AtomicU64::new(0),
-            blocked: AtomicU64::new(0),
+            tally: Tally::default(),
             errors: AtomicU64::new(0),
+            latency: Latency::default(),
         })
     }
 
@@ -239,13 +242,20 @@ impl RedisStore {
         redact(&self.config.url)
     }
 
-    /// Hits decided here, refused here, and failed Redis operations.
-    pub fn counters(&self) -> (u64, u64, u64) {
-        (
-            self.allowed.load(Relaxed),
-            self.blocked.load(Relaxed),
-            self.errors.load(Relaxed),
-        )
+    /// Hits decided through this store (its failure policy's answers
+    /// included), as Redis or the policy took them.
+    pub fn tally(&self) -> TallySnapshot {
+        self.tally.snapshot()
+    }
+
+    /// Failed Redis operations (a call refused by the open breaker included).
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Relaxed)
+    }
+
+    /// Round trips to Redis, from the call to its answer.
+    pub fn latency(&self) -> LatencySnapshot {
+        self.latency.snapshot()
     }
 
     /// A refusal of a hit of `cost` on `key` remembered from Redis (see
@@ -256,7 +266,7 @@ impl RedisStore {
             return None;
         }
         let decision = self.local.refusal(key, cost, local::now_ns(now_us))?;
-        self.blocked.fetch_add(1, Relaxed);
+        self.tally.refused(decision.banned);
         Some(decision)
     }
 
