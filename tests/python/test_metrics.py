@@ -18,8 +18,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rust_py_rate_limit import ManualClock, RateLimiter
+from rust_py_rate_limit._metrics import RESULTS
 from rust_py_rate_limit._native import LATENCY_BOUNDS
-from rust_py_rate_limit.prometheus import RESULTS, RateLimitCollector, register
+from rust_py_rate_limit.prometheus import RateLimitCollector, register
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -357,3 +358,44 @@ def test_gunicorn_workers_report_their_sums(gunicorn_metrics: str) -> None:
     assert totals["admitted"] == admitted
     assert totals["refused"] == sent - admitted
     assert 5 <= admitted <= 15, "each worker admits 5 on its own limiter"
+
+
+# -- OpenTelemetry -----------------------------------------------------------
+
+
+def test_opentelemetry_observes_the_same_counts(clock: ManualClock) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from rust_py_rate_limit.otel import METER_NAME, instrument
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    made = instrument(provider)
+    assert instrument(provider) is made
+    limiter = RateLimiter(2, 60, clock=clock, name="otel-test", deny_keys=["evil"])
+    for _ in range(3):
+        limiter.allow("k")
+    limiter.allow("evil")
+    data = reader.get_metrics_data()
+    assert data is not None
+    points: dict[tuple[str, tuple[Any, ...]], float] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            assert scope.scope.name == METER_NAME
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    labels = tuple(sorted((point.attributes or {}).items()))
+                    points[(metric.name, labels)] = point.value  # type: ignore[union-attr]
+
+    def at(name: str, **labels: str) -> float:
+        return points[(f"{METER_NAME}.{name}", tuple(sorted(labels.items())))]
+
+    assert at("decisions", limiter="otel-test", result="admitted") == 2
+    assert at("decisions", limiter="otel-test", result="refused") == 1
+    assert at("decisions", limiter="otel-test", result="denied") == 1
+    assert at("near_limit", limiter="otel-test") == 1
+    assert at("active_keys", limiter="otel-test") == 1
+    assert at("breaker_open", limiter="otel-test") == 0
+    with pytest.raises(TypeError, match="meter_provider"):
+        instrument("provider")  # type: ignore[arg-type]
