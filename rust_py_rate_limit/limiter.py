@@ -27,6 +27,8 @@ from rust_py_rate_limit.types import AlgorithmName, CheckResult
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from rust_py_rate_limit.events import EventCallback
+
 __all__ = ["RateLimiter"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -139,6 +141,29 @@ class RateLimiter(RateLimiterCore):
 
     async def __aexit__(self, *exc: object) -> None:
         self.stop_cleanup()
+
+    # -- events -------------------------------------------------------------
+
+    def on_event(self, callback: EventCallback) -> EventCallback:
+        """Calls ``callback(event)`` for each decision event of this limiter
+        (a refused key's first refusal per window, bans, storage outages;
+        see `rust_py_rate_limit.events`), from a daemon thread, never from
+        the deciding call. Returns ``callback`` (so it may decorate).
+
+        Raises:
+            TypeError: ``callback`` is not callable.
+        """
+        from rust_py_rate_limit.events import add_callback
+
+        add_callback(self, callback)
+        return callback
+
+    def off_event(self, callback: EventCallback) -> bool:
+        """Stops calling ``callback``; whether it was registered. With no
+        callback left, the limiter stops collecting events."""
+        from rust_py_rate_limit.events import remove_callback
+
+        return remove_callback(self, callback)
 
     # -- reporting ----------------------------------------------------------
 

@@ -63,6 +63,8 @@ class Stats(TypedDict):
             refused.
         local_cache_hits: Refusals answered from the Redis store's local
             over-limit cache, without a round trip (also in ``blocked``).
+        events_dropped: Decision events dropped because the limiter's queue
+            was full (see `rust_py_rate_limit.events`).
     """
 
     allowed: int
@@ -79,6 +81,7 @@ class Stats(TypedDict):
     denied: int
     shadow_refused: int
     local_cache_hits: int
+    events_dropped: int
 
 
 class Decisions(TypedDict):

@@ -8,6 +8,7 @@
 pub mod algorithm;
 pub mod clock;
 mod error;
+pub mod events;
 pub mod fork;
 pub mod janitor;
 pub mod limiter;

@@ -217,6 +217,7 @@ def test_cancelled_acquire_leaves_nothing_behind() -> None:
         "denied": 0,
         "shadow_refused": 0,
         "local_cache_hits": 0,
+        "events_dropped": 0,
     }
 
 

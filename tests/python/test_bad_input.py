@@ -90,6 +90,7 @@ def test_cost_below_one_is_value_error(method: str, cost: int) -> None:
         "denied": 0,
         "shadow_refused": 0,
         "local_cache_hits": 0,
+        "events_dropped": 0,
     }
 
 

@@ -63,6 +63,7 @@ def test_eight_threads_on_one_key_admit_exactly_the_limit(round_: int) -> None:
         "denied": 0,
         "shadow_refused": 0,
         "local_cache_hits": 0,
+        "events_dropped": 0,
     }
 
 

@@ -62,3 +62,11 @@ def test_abuse_example() -> None:
     assert "deny-listed denied: True" in out
     assert "shadow would refuse: [False, False, True, True]" in out
     assert "stats: {'allowed': 2, 'blocked': 2, 'shadow_refused': 2}" in out
+
+
+def test_immutablelog_events_example() -> None:
+    out = run("immutablelog_events.py")
+    # A burst of 20 from one address: one blocked event, then one ban.
+    assert "1 rate_limit_blocked ip:203.0.113.9" in out
+    assert "2 rate_limit_banned ip:203.0.113.9" in out
+    assert "chain lines verified: 2" in out

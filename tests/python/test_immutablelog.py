@@ -967,3 +967,37 @@ def test_a_forked_child_gets_its_own_queue_and_pending_file(
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     assert sorted(server.ledger) == ["child-1", "parent-1", "parent-2"]
     assert len(server.requests) == 3
+
+
+# -- wired to a limiter ---------------------------------------------------------
+
+
+def test_a_limiters_events_reach_immutablelog_once_per_window(
+    server: FakeImmutableLog, make_sink: MakeSink, tmp_path: Path
+) -> None:
+    """Two workers' limiters (same name) refuse one key in one window: each
+    reports one blocked event, and both carry one Idempotency-Key, so the
+    ledger holds one entry."""
+    from rust_py_rate_limit import RateLimiter
+    from rust_py_rate_limit.events import flush
+
+    workers = [RateLimiter(2, 3600, name="login") for _ in range(2)]
+    sinks = [make_sink(pending_path=tmp_path / f"pending-{i}.jsonl") for i in range(2)]
+    for limiter, sink in zip(workers, sinks, strict=True):
+        limiter.on_event(sink)
+        for _ in range(50):
+            limiter.allow("ip:203.0.113.9")
+    flush()
+    for sink in sinks:
+        assert sink.flush(timeout=10)
+    assert len(server.requests) == 2
+    keys = {r.headers["Idempotency-Key"] for r in server.requests}
+    assert len(keys) == 1, "same limiter, key and window: one ledger entry"
+    payload = json.loads(server.requests[0].json["payload"])
+    assert payload["event_type"] == "rate_limit_blocked"
+    assert (payload["key"], payload["limiter"], payload["limit"]) == (
+        "ip:203.0.113.9",
+        "login",
+        2,
+    )
+    assert server.requests[0].json["meta"]["event_name"] == "rate_limit_blocked"

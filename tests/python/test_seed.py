@@ -124,6 +124,7 @@ def test_stats_counts() -> None:
         "denied": 0,
         "shadow_refused": 0,
         "local_cache_hits": 0,
+        "events_dropped": 0,
     }
 
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use super::guard::Guard;
 use super::PyRateLimiter;
 use crate::clock::{AnyClock, NANOS_PER_SEC};
+use crate::events::Events;
 use crate::limiter::{memory_limiter, AlgorithmKind, Spec};
 use crate::py::args::{key_bytes, positive_int, seconds_to_nanos};
 use crate::py::options::{none_if_absent, quotas_from_rate, rename};
@@ -235,7 +236,12 @@ impl PyRateLimiter {
             Some(name) => (check_name(name)?, true),
             None => (default_name(&spec, inner.algorithm()), false),
         };
+        let events = Arc::new(Events::default());
+        if let Some(remote) = &remote {
+            remote.set_events(Arc::clone(&events));
+        }
         let limiter = Self {
+            events,
             inner,
             name,
             named,

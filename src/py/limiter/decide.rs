@@ -40,10 +40,33 @@ impl PyRateLimiter {
             return Ok(listed);
         }
         let outcome = match &self.remote {
+            // The store reports its refusals to the events itself.
             Some(remote) => self.remote_hit(key.py(), remote, bytes.to_vec(), cost)?,
-            None => self.inner.hit_outcome(&bytes, cost)?,
+            None => {
+                let outcome = self.inner.hit_outcome(&bytes, cost)?;
+                if !outcome.decision.allowed && self.events.enabled() {
+                    self.report_refusal(&bytes, &outcome.decision);
+                }
+                outcome
+            }
         };
         Ok(self.shadowed(outcome, &bytes))
+    }
+
+    /// A memory store's refusal of `key`, for the events: blocked, and
+    /// banned if the key is banned now (this refusal may have begun it).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn report_refusal(&self, key: &[u8], decision: &crate::algorithm::Decision) {
+        let window = self.first().window();
+        let ban_left = self.inner.banned_for(key);
+        self.events.refused(
+            key,
+            self.clock.now(),
+            window,
+            decision.retry_after,
+            ban_left,
+        );
     }
 
     /// Shadow mode on an outcome for `key`.

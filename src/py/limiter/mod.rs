@@ -5,6 +5,7 @@ mod awaitable;
 mod build;
 mod cleanup;
 mod decide;
+mod events_py;
 mod guard;
 mod report;
 
@@ -17,7 +18,8 @@ use super::args::{key_bytes, seconds_to_nanos, Cost};
 use super::bridge;
 use super::decision::{check_dict, PyDecision};
 use super::options::{block_on, clock_from, remote_from};
-use crate::clock::{AnyClock, NANOS_PER_SEC};
+use crate::clock::{AnyClock, Clock, NANOS_PER_SEC};
+use crate::events::Events;
 use crate::janitor::Janitor;
 use crate::limiter::{Limiter, Spec};
 use crate::store::redis::RedisStore;
@@ -47,6 +49,8 @@ pub struct PyRateLimiter {
     remote: Option<Arc<RedisStore>>,
     clock: AnyClock,
     guard: Guard,
+    /// Decision events, drained by `rust_py_rate_limit.events`.
+    events: Arc<Events>,
 }
 
 #[pymethods]
@@ -126,7 +130,12 @@ impl PyRateLimiter {
                 crate::store::bans::check_ban_length(duration)?;
                 block_on(key.py(), remote.ban(&bytes, duration, self.remote_now()))
             }
-            None => Ok(self.inner.ban(&bytes, duration)?),
+            None => {
+                self.inner.ban(&bytes, duration)?;
+                self.events
+                    .ban_changed(&bytes, self.clock.now(), Some(duration));
+                Ok(())
+            }
         }
     }
 
@@ -135,7 +144,13 @@ impl PyRateLimiter {
         let bytes = key_bytes(key)?;
         match &self.remote {
             Some(remote) => block_on(key.py(), remote.unban(&bytes, self.remote_now())),
-            None => Ok(self.inner.unban(&bytes)),
+            None => {
+                let lifted = self.inner.unban(&bytes);
+                if lifted {
+                    self.events.ban_changed(&bytes, self.clock.now(), None);
+                }
+                Ok(lifted)
+            }
         }
     }
 
@@ -215,13 +230,20 @@ impl PyRateLimiter {
         let cost = self.cost(cost)?;
         let bytes = key_bytes(key)?;
         if !self.guard.active() {
-            return Ok(self.inner.hit(&bytes, cost)?.allowed);
+            let decision = self.inner.hit(&bytes, cost)?;
+            if !decision.allowed && self.events.enabled() {
+                self.report_refusal(&bytes, &decision);
+            }
+            return Ok(decision.allowed);
         }
         if let Some(listed) = self.listed(&bytes) {
             self.inner.validate_cost(cost)?;
             return Ok(listed.decision.allowed);
         }
         let decision = self.inner.hit(&bytes, cost)?;
+        if !decision.allowed && self.events.enabled() {
+            self.report_refusal(&bytes, &decision);
+        }
         if decision.allowed || !self.guard.shadow {
             return Ok(decision.allowed);
         }
@@ -287,6 +309,19 @@ impl PyRateLimiter {
     /// Keys the local over-limit cache holds (0 without Redis): for tests.
     fn _local_cache_len(&self) -> usize {
         self.remote.as_ref().map_or(0, |r| r.local_cache().1)
+    }
+
+    /// Starts or stops collecting decision events (see
+    /// `rust_py_rate_limit.events`).
+    fn _set_events(&self, on: bool) {
+        self.events.set_enabled(on);
+    }
+
+    /// Takes the queued events: `(event_type, key, at_us, retry_after,
+    /// refusals_before, detail)` each (`key` None for storage events,
+    /// `retry_after` in seconds).
+    fn _drain_events(&self, py: Python<'_>) -> Vec<events_py::EventTuple> {
+        events_py::drain(py, &self.events)
     }
 
     /// Activity counters.

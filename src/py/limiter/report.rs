@@ -40,6 +40,7 @@ impl PyRateLimiter {
         let shadow_refused = self.guard.shadow_refused.load(Relaxed);
         dict.set_item(intern!(py, "shadow_refused"), shadow_refused)?;
         dict.set_item(intern!(py, "local_cache_hits"), cache_hits)?;
+        dict.set_item(intern!(py, "events_dropped"), self.events.dropped())?;
         Ok(dict)
     }
 

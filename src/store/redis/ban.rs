@@ -50,6 +50,7 @@ impl RedisStore {
         self.ban_op(key, "ban", now_us, duration.div_ceil(1000).max(1))
             .await?;
         self.bans_begun.fetch_add(1, Relaxed);
+        self.ban_changed(key, now_us, Some(duration));
         Ok(())
     }
 
@@ -63,6 +64,9 @@ impl RedisStore {
         let lifted = self.ban_op(key, "unban", now_us, 0).await? == 1;
         // A reply on the wire meanwhile may have remembered the ban again.
         self.local.forget(key);
+        if lifted {
+            self.ban_changed(key, now_us, None);
+        }
         Ok(lifted)
     }
 
@@ -79,5 +83,12 @@ impl RedisStore {
     /// Bans begun by this process (its decisions and its `ban()` calls).
     pub fn bans_begun(&self) -> u64 {
         self.bans_begun.load(Relaxed)
+    }
+
+    fn ban_changed(&self, key: &[u8], now_us: Option<u64>, banned_for: Option<Nanos>) {
+        if let Some(events) = self.events.get() {
+            let now = now_us.unwrap_or_else(crate::events::wall_us) * 1000;
+            events.ban_changed(key, now, banned_for);
+        }
     }
 }

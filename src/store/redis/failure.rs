@@ -3,6 +3,8 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::events::Kind;
+
 use super::breaker;
 use super::client::Client;
 use super::{resp, OnError, RedisStore, StoreError, LOG_TARGET};
@@ -16,13 +18,15 @@ impl RedisStore {
     pub(super) fn settle(
         &self,
         result: std::result::Result<Outcome, StoreError>,
-        cost: u64,
+        job: (&[u8], u64, Option<u64>),
     ) -> std::result::Result<Outcome, StoreError> {
+        let (key, cost, now_us) = job;
         let decision = match result {
             Ok(d) => d,
             Err(err) => self.policy(err, cost)?,
         };
         self.tally.count(&decision.decision, decision.banned);
+        self.report(key, &decision, now_us);
         Ok(decision)
     }
 
@@ -100,19 +104,23 @@ impl RedisStore {
         match result {
             Ok(_) => {
                 if self.breaker.success() {
-                    crate::logs::warn_notice(
-                        LOG_TARGET,
-                        format!(
-                            "Redis at {} answers again; circuit breaker closed",
-                            self.url_shown()
-                        ),
+                    let message = format!(
+                        "Redis at {} answers again; circuit breaker closed",
+                        self.url_shown()
                     );
+                    if let Some(events) = self.events.get() {
+                        events.storage(Kind::StorageRecovered, message.clone());
+                    }
+                    crate::logs::warn_notice(LOG_TARGET, message);
                 }
             }
             Err(err) => {
                 self.errors.fetch_add(1, Relaxed);
                 let (opened, new_outage) = self.breaker.failure();
                 if new_outage {
+                    if let Some(events) = self.events.get() {
+                        events.storage(Kind::StorageUnavailable, err.to_string());
+                    }
                     // Logged once per outage: reopening after a probe saw
                     // PING answered but operations still fail is not news.
                     crate::logs::warn_notice(

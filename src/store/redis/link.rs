@@ -390,7 +390,8 @@ impl RedisStore {
         let called = pending.deadline - self.config.timeout;
         self.latency.record(called.elapsed());
         self.record(&result);
-        let settled = self.settle(result, pending.job.cost);
+        let job = &pending.job;
+        let settled = self.settle(result, (&job.key, job.cost, job.now_us));
         step.answered.push((pending.reply, settled));
     }
 }

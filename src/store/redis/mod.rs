@@ -34,7 +34,9 @@ mod url;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::events::Events;
 use crate::metrics::{Latency, LatencySnapshot, Tally, TallySnapshot};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -142,6 +144,8 @@ pub struct RedisStore {
     errors: AtomicU64,
     /// Round trips to Redis, from the call to its answer.
     latency: Latency,
+    /// The limiter's events (set once the limiter is built).
+    events: std::sync::OnceLock<Arc<Events>>,
 }
 
 impl RedisStore {
@@ -212,6 +216,7 @@ impl RedisStore {
             tally: Tally::default(),
             errors: AtomicU64::new(0),
             latency: Latency::default(),
+            events: std::sync::OnceLock::new(),
         })
     }
 
@@ -258,6 +263,26 @@ impl RedisStore {
         self.latency.snapshot()
     }
 
+    /// Reports this store's refusals and outages to `events`.
+    pub fn set_events(&self, events: Arc<Events>) {
+        let _ = self.events.set(events);
+    }
+
+    /// A refusal of `key`, for the events (when collected): blocked, and
+    /// banned if a ban refused it. Times on the wall clock (or the manual
+    /// clock's, in tests).
+    #[inline]
+    fn report(&self, key: &[u8], outcome: &Outcome, now_us: Option<u64>) {
+        if let Some(events) = self.events.get() {
+            if events.enabled() && !outcome.decision.allowed {
+                let now = now_us.unwrap_or_else(crate::events::wall_us) * 1000;
+                let window = self.rules[0].window_us * 1000;
+                let retry = outcome.decision.retry_after;
+                events.refused(key, now, window, retry, outcome.banned.then_some(retry));
+            }
+        }
+    }
+
     /// A refusal of a hit of `cost` on `key` remembered from Redis (see
     /// `local`), counted as refused: every decision path asks this first.
     #[inline]
@@ -267,6 +292,7 @@ impl RedisStore {
         }
         let decision = self.local.refusal(key, cost, local::now_ns(now_us))?;
         self.tally.refused(decision.banned);
+        self.report(key, &decision, now_us);
         Some(decision)
     }
 
