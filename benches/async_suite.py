@@ -19,6 +19,14 @@ Scenarios:
   lists hitting a key on neither (``guarded``, the normal hit), and the
   same limiter on a banned key, an allow-listed key and a deny-listed key
   (each vs ``guarded``).
+- ``observe``: what watching costs. ``allow()`` admitting hits with an event
+  callback (sleeping 1 ms per event) and a Prometheus collector registered
+  (``observed``) vs without (``unobserved``); the same for hits refused on a
+  key over its limit (``refused_observed`` vs ``refused``: every refusal
+  asks whether its key already made an event this window); ``deliver``, an
+  event end to end (a fresh key admitted then refused, queued, delivered to
+  a callback: ns per event); ``scrape100``, one scrape of a registry over 100
+  limiters with prometheus-client's ``generate_latest`` (ns per scrape).
 
 ``twins``, ``hot`` and ``keys100k`` use the machinery of ``scenarios.py``
 (interleaved repeats, rotated order, median, fresh limiter per run, GC off
@@ -63,7 +71,9 @@ LIVE_KEY = "live:1"
 # sampling thread measures: it ends the measured window sooner after the sweep.
 SWITCH_INTERVAL = 0.0001
 
-ALL_SCENARIOS = ("twins", "sweep", "latency", "hot", "keys100k", "controls")
+ALL_SCENARIOS = (
+    "twins", "sweep", "latency", "hot", "keys100k", "controls", "observe",
+)  # fmt: skip
 
 # Targets (checked in run.py).
 TWIN_BUDGET = 2.5  # await twin / its sync twin
@@ -72,6 +82,7 @@ LOCK_HOLD_BUDGET_US = 1000.0  # longest single shard-lock hold in a sweep
 SWEEP_P99_BUDGET_US = 50.0  # p99 of allow() from another thread during a sweep
 MAX_KEYS_BUDGET = 1.05  # max_keys set / unset
 CONTROLS_BUDGET = 1.1  # a banned or listed key's hit / a normal hit
+OBSERVE_BUDGET = 1.05  # a watched admitted hit / an unwatched one
 
 
 @dataclass(frozen=True)
@@ -239,6 +250,118 @@ def _controlled(row: str) -> Callable[[int, int], Handle]:
     return make
 
 
+def _slow_callback(event: dict[str, Any]) -> None:
+    time.sleep(0.001)
+
+
+def _observed(row: str) -> Callable[[int, int], Handle]:
+    """``observe``'s rows: a limiter watched or not, admitting or refusing."""
+
+    def make(limit: int, window: int) -> Handle:
+        refusing = row.startswith("refused")
+        lim = _limiter(1 if refusing else limit, window)
+        if refusing:
+            lim.allow(HOT_KEY)  # over its limit from now on
+        if row.endswith("observed"):
+            lim.on_event(_slow_callback)
+            prometheus = importlib.import_module(f"{OURS}.prometheus")
+            registry = importlib.import_module("prometheus_client").CollectorRegistry()
+            registry.register(prometheus.RateLimitCollector([lim]))
+        return KeyHandle(lim, HOT_KEY)
+
+    return make
+
+
+class DeliverHandle(Handle):
+    """One event per key: a fresh key admitted, then refused; the events
+    delivered to a counting callback (flushed every few thousand, under the
+    queue's capacity, and at the end)."""
+
+    def __init__(self, limit: int, window: int) -> None:
+        self.lim = _limiter(1, window)
+        self.delivered = 0
+        self.lim.on_event(self._count)
+        self.flush = importlib.import_module(f"{OURS}.events").flush
+        self.round = 0
+
+    def _count(self, event: dict[str, Any]) -> None:
+        self.delivered += 1
+
+    def run(self, keys: list[str]) -> None:
+        allow, flush = self.lim.allow, self.flush
+        self.round += 1
+        prefix = f"r{self.round}:"
+        for i in range(len(keys)):
+            k = prefix + str(i)
+            allow(k)
+            allow(k)
+            if i % 4096 == 4095:
+                flush()
+        flush()
+
+    def hit(self, key: str) -> bool:
+        return bool(self.lim.allow(key))
+
+
+class ScrapeHandle(Handle):
+    """``generate_latest`` of a registry over 100 limiters, once per key."""
+
+    def __init__(self, limit: int, window: int) -> None:
+        client = importlib.import_module("prometheus_client")
+        prometheus = importlib.import_module(f"{OURS}.prometheus")
+        self.limiters = [_limiter(limit, window, name=f"l{i}") for i in range(100)]
+        for lim in self.limiters:
+            lim.allow("k")
+        self.registry = client.CollectorRegistry()
+        self.registry.register(prometheus.RateLimitCollector(self.limiters))
+        self.scrape = functools.partial(client.generate_latest, self.registry)
+
+    def run(self, keys: list[str]) -> None:
+        scrape = self.scrape
+        for _ in keys:
+            scrape()
+
+    def hit(self, key: str) -> bool:
+        return b"rust_py_rate_limit_decisions_total" in self.scrape()
+
+
+# Keys per run of the rows that do more than one hit per key.
+OBSERVE_KEYS = {"deliver": 20_000, "scrape100": 100}
+
+
+class Observe(Scenario):
+    name = "observe"
+    description = (
+        "allow() watched (an event callback and a Prometheus collector) or not, "
+        "admitting and refusing; one event end to end; one scrape of 100 limiters"
+    )
+
+    def __init__(self, p: Params) -> None:
+        super().__init__(p)
+        self.keys = [HOT_KEY] * p.n_hot
+        self.warm = self.keys[: p.warmup]
+
+    def sample(self, impl: Impl, repeat: int) -> core.Sample:
+        handle = impl.make(BIG_LIMIT, WINDOW)
+        keys = self.keys[: OBSERVE_KEYS.get(impl.name, len(self.keys))]
+        try:
+            handle.run(keys[: max(1, len(keys) // 20)])
+            ns = core._timed(handle, keys)
+            want = not impl.name.startswith("refused")
+            core._expect(handle.hit(HOT_KEY), want, f"{impl.name} after the run")
+            if isinstance(handle, DeliverHandle):
+                # One event per key, warm-up included, each delivered.
+                sent = max(1, len(keys) // 20) + len(keys)
+                core._expect(handle.delivered == sent, True, "every event delivered")
+        finally:
+            handle.close()
+        return {"ns": ns / len(keys)}
+
+    def info(self) -> dict[str, Any]:
+        return {"hits": len(self.keys), "limit": BIG_LIMIT, "window": WINDOW,
+                "keys_per_run": OBSERVE_KEYS}  # fmt: skip
+
+
 class Controls(Scenario):
     name = "controls"
     description = (
@@ -281,6 +404,7 @@ class Row:
 TWINS = ("twins",)
 MAXK = ("hot", "keys100k")
 CONTROLS = ("controls",)
+OBSERVE = ("observe",)
 
 ROWS: dict[str, Row] = {
     r.name: r
@@ -347,6 +471,37 @@ ROWS: dict[str, Row] = {
             "the same limiter, `allow(k)` on a deny-listed k (refused)",
             vs="guarded",
         ),
+        Row("unobserved", OBSERVE, _observed("unobserved"), "`allow(k)` admitted"),
+        Row(
+            "observed",
+            OBSERVE,
+            _observed("observed"),
+            "`allow(k)` admitted, with `on_event(callback)` and a Prometheus "
+            "collector registered",
+            vs="unobserved",
+        ),
+        Row("refused", OBSERVE, _observed("refused"), "`allow(k)` refused"),
+        Row(
+            "refused_observed",
+            OBSERVE,
+            _observed("refused_observed"),
+            "`allow(k)` refused, with `on_event(callback)` (1 ms per event) and "
+            "a collector",
+            vs="refused",
+        ),
+        Row(
+            "deliver",
+            OBSERVE,
+            DeliverHandle,
+            "one event end to end: a fresh key admitted then refused, the event "
+            "delivered to a callback (ns per event)",
+        ),
+        Row(
+            "scrape100",
+            OBSERVE,
+            ScrapeHandle,
+            "`generate_latest` of a registry over 100 limiters (ns per scrape)",
+        ),
     )
 }
 
@@ -355,6 +510,7 @@ BASELINES = {
     "hot": "unbounded",
     "keys100k": "unbounded",
     "controls": "plain",
+    "observe": "unobserved",
 }
 
 IMPLS: dict[str, Impl] = {
@@ -429,6 +585,8 @@ def run_rows(
         scn: Scenario = Twins(p.core())
     elif name == "controls":
         scn = Controls(p.core())
+    elif name == "observe":
+        scn = Observe(p.core())
     else:
         scn = core.TIMED_SCENARIOS[name](p.core())
     try:

@@ -633,17 +633,17 @@ def async_max_keys_table(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def async_controls_table(data: dict[str, Any]) -> str:
-    if "controls" not in data["scenarios"]:
+def async_controls_table(data: dict[str, Any], scenario: str = "controls") -> str:
+    if scenario not in data["scenarios"]:
         return ""
     lines = ["| row | what | ns/hit | x vs |", "|---|---|---|---|"]
     for name, row in aio.ROWS.items():
-        if "controls" not in row.scenarios:
+        if scenario not in row.scenarios:
             continue
-        ns = _get(data, "controls", name, "median_ns")
+        ns = _get(data, scenario, name, "median_ns")
         if ns is None:
             continue
-        ratio = _get(data, "controls", name, "ratio_vs")
+        ratio = _get(data, scenario, name, "ratio_vs")
         vs = f"{ratio:.2f}x {row.vs}" if ratio is not None and row.vs else "baseline"
         lines.append(f"| {name} | {row.what} | {ns:.0f} | {vs} |")
     return "\n".join(lines)
@@ -664,6 +664,13 @@ def _us_field(
 
 
 ASYNC_TARGETS = [
+    Target(
+        f"allow() admitting with an event callback and a Prometheus collector "
+        f"<= {aio.OBSERVE_BUDGET}x without",
+        _field("observe", "observed", "ratio_vs"),
+        "<=",
+        aio.OBSERVE_BUDGET,
+    ),
     *(
         Target(
             f"allow() on {what} key <= {aio.CONTROLS_BUDGET}x a normal hit with "
@@ -775,6 +782,11 @@ def async_report(data: dict[str, Any]) -> str:
             async_max_keys_table(data),
         ),
         ("Controls against abuse: allow() on one key", async_controls_table(data)),
+        (
+            "Watching: events and metrics (deliver: ns per event; scrape100: "
+            "ns per scrape)",
+            async_controls_table(data, "observe"),
+        ),
     ]
     for title, table in sections:
         if table:

@@ -79,7 +79,7 @@ pub struct Events {
     on: AtomicBool,
     queue: Mutex<VecDeque<Event>>,
     dropped: AtomicU64,
-    seen: Mutex<HashMap<Box<[u8]>, Seen>>,
+    seen: Mutex<HashMap<Box<[u8]>, Seen, ahash::RandomState>>,
 }
 
 /// The wall clock in microseconds since the Unix epoch.
@@ -145,13 +145,20 @@ impl Events {
         {
             let _pass = fork::enter();
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if !seen.contains_key(key) && seen.len() >= KEYS {
-                seen.retain(|_, s| now < s.quiet_until.max(s.banned_until));
-                if seen.len() >= KEYS {
-                    seen.clear();
+            // A known key (a flood's every refusal but the first) is one
+            // lookup, no allocation.
+            let entry = match seen.get_mut(key) {
+                Some(entry) => entry,
+                None => {
+                    if seen.len() >= KEYS {
+                        seen.retain(|_, s| now < s.quiet_until.max(s.banned_until));
+                        if seen.len() >= KEYS {
+                            seen.clear();
+                        }
+                    }
+                    seen.entry(key.into()).or_default()
                 }
-            }
-            let entry = seen.entry(key.into()).or_default();
+            };
             if let Some(left) = ban_left {
                 if now >= entry.banned_until {
                     entry.banned_until = now.saturating_add(left);
@@ -165,6 +172,9 @@ impl Events {
             } else {
                 entry.refusals += 1;
             }
+        }
+        if report.is_empty() {
+            return;
         }
         let at_us = wall_us();
         for (kind, retry_after, refusals_before) in report {

@@ -550,7 +550,7 @@ impl<A: Algorithm> MemoryStore<A> {
 
     /// How long `key` stays banned (None: not banned).
     pub fn banned_for(&self, key: &[u8]) -> Option<Nanos> {
-        self.bans.banned_for(key, self.clock.now())
+        self.bans.check(key, || self.clock.now())
     }
 
     /// The time the store's clock reads now.
