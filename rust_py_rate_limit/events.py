@@ -107,7 +107,9 @@ class _Dispatcher:
 
     def add(self, limiter: RateLimiter, callback: EventCallback) -> None:
         with self.lock:
-            self.callbacks.setdefault(limiter, []).append(callback)
+            callbacks = self.callbacks.setdefault(limiter, [])
+            if callback not in callbacks:  # registered once
+                callbacks.append(callback)
             limiter._set_events(True)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(

@@ -72,6 +72,7 @@ class LimitOptions(TypedDict, total=False):
     allow_networks: Iterable[str] | None
     deny_networks: Iterable[str] | None
     name: str | None
+    events: Callable[[dict[str, Any]], object] | None
 
 
 class PolicyOptions(LimitOptions, total=False):

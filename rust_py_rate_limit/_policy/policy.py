@@ -247,6 +247,12 @@ class RequestPolicy:
         on_blocked: Any = get("on_blocked")
         check_callable("on_blocked", on_blocked)
         self.on_blocked: Callable[..., Any] | None = on_blocked
+        events: Any = get("events")
+        check_callable("events", events)
+        # Gets the decision events of every limiter the policy builds.
+        self.events: Callable[[dict[str, Any]], object] | None = events
+        if events is not None and self.limiter is not None:
+            self.limiter.on_event(events)
         self.exempt_paths, self.exempt_predicate = check_exempt(get("exempt"))
         self.addresses = ClientAddresses(
             get("trusted_proxies"),
@@ -367,6 +373,8 @@ class RequestPolicy:
                 shown = rate if isinstance(rate, str) else ";".join(rate)
                 template = {**template, "name": f"{template['name']} {shown}"}
             limiter = build_limiter(rate=rate, **template)
+            if self.events is not None:
+                limiter.on_event(self.events)
         client, separator = self._client, self.route_separator
         if key is not None and key_func is not None:
             raise OptionTypeError("key", "give key or key_func, not both")

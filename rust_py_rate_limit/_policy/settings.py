@@ -98,7 +98,8 @@ def policy_from_settings(
     Args:
         config: The mapping (``{"LIMIT": 100, "WINDOW_SECONDS": 60}``).
         setting: Its name, for messages (``"RUST_PY_RATE_LIMIT"``).
-        importer: Imports a dotted path (``KEY``, ``EXEMPT``, ``ON_BLOCKED``).
+        importer: Imports a dotted path (``KEY``, ``EXEMPT``, ``ON_BLOCKED``,
+            ``EVENTS``).
         **adapter: The adapter's own `RequestPolicy` arguments.
 
     Raises:
@@ -122,7 +123,7 @@ def policy_from_settings(
                 f"{label} must be a list of path prefixes (e.g. [{value!r}]) or "
                 f"a dotted path to a predicate, got {value!r}"
             )
-        elif key in ("EXEMPT", "ON_BLOCKED"):
+        elif key in ("EXEMPT", "ON_BLOCKED", "EVENTS"):
             value = _imported(value, label, importer)
         options[str(option_of_setting(key))] = value
     try:

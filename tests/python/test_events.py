@@ -213,3 +213,43 @@ def test_events_after_fork_and_flushed_at_exit(tmp_path: Path) -> None:
     )
     keys = sorted(json.loads(line)["key"] for line in out.read_text().splitlines())
     assert keys == ["child-1", "child-2", "parent"]
+
+
+def test_adapters_take_events_for_every_limiter_they_build() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from flask import Flask
+
+    from rust_py_rate_limit.fastapi import RateLimitMiddleware
+    from rust_py_rate_limit.flask import FlaskRateLimiter
+
+    got: list[dict[str, Any]] = []
+    api = FastAPI()
+    api.add_middleware(
+        RateLimitMiddleware, limit=1, window_seconds=60, name="api", events=got.append
+    )
+
+    @api.get("/a")
+    async def a() -> str:
+        return "a"
+
+    client = TestClient(api)
+    assert [client.get("/a").status_code for _ in range(3)] == [200, 429, 429]
+
+    app = Flask(__name__)
+    limiter = FlaskRateLimiter(app, name="web", events=got.append)
+
+    @app.get("/b")
+    @limiter.limit("1/minute")  # its own limiter, watched too
+    def b() -> str:
+        return "b"
+
+    flask_client = app.test_client()
+    assert [flask_client.get("/b").status_code for _ in range(3)] == [200, 429, 429]
+    flush()
+    assert [(e["event_type"], e["limiter"]) for e in got] == [
+        ("rate_limit_blocked", "api"),
+        ("rate_limit_blocked", "web 1/minute"),
+    ]
+    with pytest.raises(TypeError, match="events"):
+        FlaskRateLimiter(Flask(__name__), limit=1, window_seconds=1, events="log")  # type: ignore[arg-type]

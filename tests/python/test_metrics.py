@@ -201,6 +201,24 @@ def test_scrape_reports_exact_counts_per_limiter(clock: ManualClock) -> None:
         assert dict(labels).keys() <= {"limiter", "result", "le"}, name
 
 
+def test_scrape_reports_bans_and_shadow(clock: ManualClock) -> None:
+    registry = CollectorRegistry()
+    banning = RateLimiter(1, 60, clock=clock, name="ban", ban_after=1, ban_seconds=60)
+    shadow = RateLimiter(1, 60, clock=clock, name="shadow", shadow=True)
+    registry.register(RateLimitCollector([banning, shadow]))
+    for _ in range(4):
+        banning.allow("k")  # admitted, refused (begins the ban), banned x2
+        shadow.allow("k")  # admitted, then shadow-admitted x3
+    scrape = samples(registry)
+    total = "rust_py_rate_limit_decisions_total"
+    assert value(scrape, total, limiter="ban", result="refused") == 1
+    assert value(scrape, total, limiter="ban", result="banned") == 2
+    assert value(scrape, "rust_py_rate_limit_bans_total", limiter="ban") == 1
+    assert value(scrape, "rust_py_rate_limit_banned_keys", limiter="ban") == 1
+    assert value(scrape, total, limiter="shadow", result="admitted") == 1
+    assert value(scrape, total, limiter="shadow", result="shadow") == 3
+
+
 def test_limiters_sharing_a_name_are_summed_and_dropped_ones_leave() -> None:
     registry = CollectorRegistry()
     registry.register(RateLimitCollector())
