@@ -1,0 +1,127 @@
+"""A throwaway PostgreSQL server for the tests: ``initdb`` into a temporary
+directory, ``postgres`` on a free loopback port (and a Unix socket in the
+same directory), stopped by its PID at the end.
+
+Set ``RUST_PY_RATE_LIMIT_PG_URL`` to use a server of your own instead. The
+binaries are looked up on ``PATH`` and in the usual Debian place
+(``/usr/lib/postgresql/<version>/bin``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from redis_server import free_port, in_ci, wait_for_port
+
+__all__ = ["PostgresServer", "require_postgres"]
+
+
+def require_postgres() -> Path:
+    """The directory of ``initdb`` and ``postgres``; skipped (failed in CI)
+    when there is none."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    for candidate in sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True
+    ):
+        return Path(candidate).parent
+    message = (
+        "PostgreSQL is not installed (initdb not found): apt-get install "
+        "postgresql, or set RUST_PY_RATE_LIMIT_PG_URL"
+    )
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+    raise AssertionError("unreachable")
+
+
+def _postgres_ids() -> tuple[int | None, int | None]:
+    """initdb and postgres refuse to run as root: as root, nobody's ids."""
+    if os.geteuid() != 0:
+        return None, None
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    return nobody.pw_uid, nobody.pw_gid
+
+
+class PostgresServer:
+    """One postgres on 127.0.0.1:``port`` with a database ``test``, started
+    on construction; ``stop()`` stops it and removes its directory."""
+
+    def __init__(self) -> None:
+        bindir = require_postgres()
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="pg-test-"))
+        uid, gid = _postgres_ids()
+        if uid is not None and gid is not None:
+            os.chown(self.dir, uid, gid)
+        data = self.dir / "data"
+        subprocess.run(
+            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+             "--no-sync", "-E", "UTF8"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            user=uid, group=gid,
+        )  # fmt: skip
+        self.proc = subprocess.Popen(
+            [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+             "-h", "127.0.0.1", "-k", str(self.dir), "-c", "fsync=off",
+             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, user=uid, group=gid,
+        )  # fmt: skip
+        wait_for_port(self.port, timeout=30)
+        self._wait_ready()
+        with self.connect("postgres") as conn:
+            conn.autocommit = True
+            conn.execute("CREATE DATABASE test")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/test"
+
+    def connect(self, dbname: str = "test"):  # type: ignore[no-untyped-def]
+        import psycopg
+
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname=dbname
+        )
+
+    def _wait_ready(self) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with self.connect("postgres"):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGINT)  # fast shutdown
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":  # a manual check: start, print the URL, stop
+    server = PostgresServer()
+    print(server.url, file=sys.stderr)
+    server.stop()
