@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from rust_py_rate_limit.limiter import LIVE
+from rust_py_rate_limit.limiter import live_limiters
 
 if TYPE_CHECKING:
     from rust_py_rate_limit.types import Metrics
@@ -66,7 +66,7 @@ class Totals:
 def totals(limiters: Iterable[Any] | None = None) -> dict[str, Totals]:
     """The metrics of ``limiters`` (default: every live one), by name."""
     by_name: dict[str, Totals] = {}
-    for limiter in list(LIVE) if limiters is None else limiters:
+    for limiter in live_limiters() if limiters is None else limiters:
         m = limiter.metrics()
         by_name.setdefault(m["name"], Totals()).add(m)
     return by_name

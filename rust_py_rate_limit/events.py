@@ -123,16 +123,24 @@ class _Dispatcher:
             if callback not in callbacks:
                 return False
             callbacks.remove(callback)
+            self.failed.discard(id(callback))
             if not callbacks:
                 del self.callbacks[limiter]
                 limiter._set_events(False)
             return True
 
-    def deliver(self) -> int:
+    def deliver(self, timeout: float = -1) -> int:
         """Drains every limiter once and calls its callbacks; how many
-        events were delivered."""
-        with self.delivering:
+        events were delivered (0 when another delivery ran past
+        ``timeout`` seconds, or when called from a callback)."""
+        if threading.current_thread() is self.thread:
+            return 0  # flush() from a callback: the delivery is under way
+        if not self.delivering.acquire(timeout=timeout):
+            return 0
+        try:
             return self._deliver()
+        finally:
+            self.delivering.release()
 
     def _deliver(self) -> int:
         with self.lock:
@@ -169,6 +177,9 @@ class _Dispatcher:
         self.delivering = threading.Lock()
         self.wake = threading.Event()
         self.thread = None
+        # The events queued before the fork are the parent's to deliver.
+        for limiter in list(self.callbacks):
+            limiter._drain_events()
         if self.callbacks:
             self.thread = threading.Thread(
                 target=self._run, name="rust_py_rate_limit-events", daemon=True
@@ -177,7 +188,7 @@ class _Dispatcher:
 
     def at_exit(self) -> None:
         deadline = time.monotonic() + EXIT_DEADLINE
-        while time.monotonic() < deadline and self.deliver():
+        while (left := deadline - time.monotonic()) > 0 and self.deliver(left):
             pass
 
 
@@ -202,5 +213,5 @@ def flush(timeout: float = EXIT_DEADLINE) -> None:
     """Delivers what is queued now, in the calling thread, for up to
     ``timeout`` seconds (tests, and before a planned shutdown)."""
     deadline = time.monotonic() + timeout
-    while _dispatcher.deliver() and time.monotonic() < deadline:
+    while (left := deadline - time.monotonic()) > 0 and _dispatcher.deliver(left):
         pass

@@ -13,6 +13,7 @@ import asyncio
 import difflib
 import inspect
 import json
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -125,7 +126,8 @@ class RateLimiter(RateLimiterCore):
             if kwargs.get("storage") not in (None, "memory"):
                 cls = _redis_class(cls)
             limiter = super().__new__(cls, *args, **kwargs)
-            LIVE.add(limiter)
+            with _LIVE_LOCK:
+                LIVE.add(limiter)
             return limiter
 
     # -- context managers: leaving stops the janitor ----------------------
@@ -315,8 +317,18 @@ class RateLimiter(RateLimiterCore):
 RateLimiter.__signature__ = inspect.signature(RateLimiterCore)  # type: ignore[attr-defined]
 
 #: Every RateLimiter of this process that is still referenced: what the
-#: metrics exporters report (a dropped limiter leaves it by itself).
+#: metrics exporters report (a dropped limiter leaves it by itself). Read it
+#: through `live_limiters`: a limiter may be added while another thread
+#: iterates.
 LIVE: weakref.WeakSet[RateLimiter] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def live_limiters() -> list[RateLimiter]:
+    """Every live limiter of this process, now."""
+    with _LIVE_LOCK:
+        return list(LIVE)
+
 
 _PARAMETERS = frozenset(
     name

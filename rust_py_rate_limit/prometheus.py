@@ -35,6 +35,7 @@ so that the gauges of a dead worker leave the sums.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import weakref
@@ -73,7 +74,7 @@ from rust_py_rate_limit._metrics import (
     Totals as _Totals,
 )
 from rust_py_rate_limit._native import LATENCY_BOUNDS
-from rust_py_rate_limit.limiter import LIVE
+from rust_py_rate_limit.limiter import live_limiters
 
 __all__ = ["PREFIX", "RateLimitCollector", "register", "scrape_registry"]
 
@@ -181,6 +182,7 @@ class _Mirror:
         self._seen: weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], float]] = (
             weakref.WeakKeyDictionary()
         )
+        self._names: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.interval = interval
@@ -191,42 +193,52 @@ class _Mirror:
 
     def _forked(self) -> None:
         # A child's limiters start from the parent's counts, which the parent
-        # copies: the child copies only what it adds.
+        # copies (also those since its last copy): the child copies only
+        # what it adds.
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
         self._pid = os.getpid()
+        self._seen = weakref.WeakKeyDictionary()
+        for limiter in live_limiters():
+            self._seen[limiter] = _values(limiter.metrics())
         self.start()
 
     def sync(self) -> None:
         """Copies what each live limiter counted since the last copy."""
         with self._lock:
             gauges: dict[str, _Totals] = {}
-            for limiter in list(LIVE):
+            for limiter in live_limiters():
                 m = limiter.metrics()
                 name = m["name"]
                 gauges.setdefault(name, _Totals()).add(m)
                 seen = self._seen.setdefault(limiter, {})
-                decided: Any = m["decisions"]
-                for result in RESULTS:
-                    child = self.decisions.labels(name, result)
-                    _inc(seen, ("d", result), decided[result], child)
-                for key, counter in self.counters.items():
-                    value = int(m[key])  # type: ignore[literal-required]
-                    _inc(seen, ("c", key), value, counter.labels(name))
-                lat = m["latency"]
-                if lat is not None:
-                    # Whole buckets at once, into prometheus-client's values
-                    # of each bucket and of the sum (observe() would take one
-                    # call per round trip).
-                    hist = self.latency.labels(name)
-                    for i, count in enumerate(lat["counts"]):
-                        _inc(seen, ("l", str(i)), count, hist._buckets[i])
-                    _inc(seen, ("s",), lat["sum"], hist._sum)
+                for counter, value in _values(m).items():
+                    delta = value - seen.get(counter, 0)
+                    seen[counter] = value
+                    if delta > 0:
+                        self._child(name, counter).inc(delta)
             for name, t in gauges.items():
                 for key, gauge in self.gauges.items():
                     gauge.labels(name).set(t.counters[key])
                 self.breaker.labels(name).set(t.breaker_open)
+            # A name whose limiters are all gone leaves the live gauges.
+            for name in self._names - gauges.keys():
+                for gauge in (*self.gauges.values(), self.breaker):
+                    gauge.remove(name)
+            self._names = set(gauges)
+
+    def _child(self, name: str, key: tuple[str, ...]) -> Any:
+        """The prometheus-client value that counter `key` of `name` adds to."""
+        kind = key[0]
+        if kind == "d":
+            return self.decisions.labels(name, key[1])
+        if kind == "c":
+            return self.counters[key[1]].labels(name)
+        # Whole buckets at once, into prometheus-client's values of each
+        # bucket and of the sum (observe() would take one call per trip).
+        hist = self.latency.labels(name)
+        return hist._sum if kind == "s" else hist._buckets[int(key[1])]
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -237,7 +249,12 @@ class _Mirror:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.sync()
+            try:
+                self.sync()
+            except Exception:  # never let the thread die
+                logging.getLogger("rust_py_rate_limit").exception(
+                    "copying the metrics for Prometheus failed"
+                )
 
     def stop(self) -> None:
         """Stops the copying thread after a last copy (run at exit)."""
@@ -246,17 +263,26 @@ class _Mirror:
             self.sync()
 
 
-def _inc(
-    seen: dict[tuple[str, ...], float], key: tuple[str, ...], value: float, child: Any
-) -> None:
-    """Adds to ``child`` what ``value`` grew since ``seen[key]``."""
-    delta = value - seen.get(key, 0)
-    seen[key] = value
-    if delta > 0:
-        child.inc(delta)
+def _values(m: Any) -> dict[tuple[str, ...], float]:
+    """Every counter of one limiter's `metrics()`, by the key the mirror
+    keeps it under."""
+    values: dict[tuple[str, ...], float] = {
+        ("d", result): m["decisions"][result] for result in RESULTS
+    }
+    for key, *_ in _COUNTERS:
+        values[("c", key)] = m[key]
+    lat = m["latency"]
+    if lat is not None:
+        for i, count in enumerate(lat["counts"]):
+            values[("l", str(i))] = count
+        values[("s",)] = lat["sum"]
+    return values
 
 
-_registered: dict[int, RateLimitCollector | _Mirror] = {}
+_collectors: weakref.WeakKeyDictionary[CollectorRegistry, RateLimitCollector] = (
+    weakref.WeakKeyDictionary()
+)
+_mirror: _Mirror | None = None
 _register_lock = threading.Lock()
 
 
@@ -287,19 +313,20 @@ def register(
         raise ValueError(
             f"interval must be a positive number of seconds, got {interval}"
         )
+    global _mirror
     target = REGISTRY if registry is None else registry
     with _register_lock:
-        done = _registered.get(id(target))
-        if done is not None:
-            return done
-        made: RateLimitCollector | _Mirror
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            made = _Mirror(float(interval))
-            made.start()
-        else:
-            made = RateLimitCollector()
+            # One mirror per process, whatever the registry: two would add
+            # every count twice to the same multiprocess values.
+            if _mirror is None:
+                _mirror = _Mirror(float(interval))
+                _mirror.start()
+            return _mirror
+        made = _collectors.get(target)
+        if made is None:
+            made = _collectors[target] = RateLimitCollector()
             target.register(made)
-        _registered[id(target)] = made
         return made
 
 

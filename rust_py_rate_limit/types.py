@@ -90,7 +90,8 @@ class Decisions(TypedDict):
     Attributes:
         admitted: Admitted by the limit (or the allow list).
         refused: Refused by the limit.
-        banned: Refused because the key was banned.
+        banned: Refused because the key was banned (the refusal that began
+            the ban included).
         denied: Refused by the deny list.
         shadow: Admitted by shadow mode, though the limit (or a ban) would
             have refused them.

@@ -153,7 +153,14 @@ impl Events {
                     if seen.len() >= KEYS {
                         seen.retain(|_, s| now < s.quiet_until.max(s.banned_until));
                         if seen.len() >= KEYS {
-                            seen.clear();
+                            // Still full of live keys: forget every other
+                            // one, not all (each forgotten key may report
+                            // its flood once more).
+                            let mut n = 0_u32;
+                            seen.retain(|_, _| {
+                                n += 1;
+                                n % 2 == 0
+                            });
                         }
                     }
                     seen.entry(key.into()).or_default()

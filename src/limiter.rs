@@ -153,6 +153,10 @@ pub trait Limiter: Send + Sync {
     fn cleanup_expired(&self) -> usize;
     /// Counters.
     fn stats(&self) -> Stats;
+    /// The decisions counted by result.
+    fn tally(&self) -> crate::metrics::TallySnapshot;
+    /// Counts refusals as shadow mode's (set once, when built).
+    fn set_shadow(&self, on: bool);
     /// The algorithm's canonical name.
     fn algorithm(&self) -> &'static str;
     /// One short step of a sweep of expired keys (see
@@ -167,6 +171,12 @@ pub trait Limiter: Send + Sync {
 }
 
 impl<A: Algorithm> Limiter for MemoryStore<A> {
+    fn tally(&self) -> crate::metrics::TallySnapshot {
+        MemoryStore::tally(self)
+    }
+    fn set_shadow(&self, on: bool) {
+        MemoryStore::set_shadow(self, on);
+    }
     #[inline]
     fn hit(&self, key: &[u8], cost: u64) -> Result<Decision> {
         MemoryStore::hit(self, key, cost)

@@ -1,18 +1,24 @@
 //! What a store counts about its decisions, and how long its round trips
 //! take: relaxed atomics only, so a decision pays an add and no lock.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::algorithm::Decision;
 
-/// The decisions a store took, as it took them (before shadow mode).
+/// The decisions a store took, each counted once by its result. Every
+/// counter only grows, so any sum of them read at any time does too.
 #[derive(Debug, Default)]
 pub struct Tally {
+    /// Shadow mode: a refusal is admitted instead, and counted as such.
+    shadow: AtomicBool,
     allowed: AtomicU64,
-    blocked: AtomicU64,
-    /// Refusals of a banned key (within `blocked`).
+    /// Refused by the limit.
+    limit_refused: AtomicU64,
+    /// Refused because the key is banned (or this refusal began a ban).
     ban_refused: AtomicU64,
+    /// Refusals shadow mode admitted.
+    shadowed: AtomicU64,
     /// Admissions with at least 80% of the limit spent (within `allowed`):
     /// Envoy's `NEAR_LIMIT_RATIO`.
     near_limit: AtomicU64,
@@ -22,12 +28,21 @@ pub struct Tally {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TallySnapshot {
     pub allowed: u64,
+    /// Every refusal the store made: `limit_refused + ban_refused + shadowed`.
     pub blocked: u64,
+    pub limit_refused: u64,
     pub ban_refused: u64,
+    pub shadowed: u64,
     pub near_limit: u64,
 }
 
 impl Tally {
+    /// Counts refusals as shadow mode's from now on (set once, when the
+    /// limiter is built).
+    pub fn set_shadow(&self, on: bool) {
+        self.shadow.store(on, Relaxed);
+    }
+
     /// Counts one decision; `banned` says whether a ban refused it.
     #[inline]
     pub fn count(&self, decision: &Decision, banned: bool) {
@@ -47,20 +62,31 @@ impl Tally {
         }
     }
 
-    /// Counts a refusal.
+    /// Counts a refusal (by a ban, when `banned`).
     #[inline]
     pub fn refused(&self, banned: bool) {
-        self.blocked.fetch_add(1, Relaxed);
-        if banned {
-            self.ban_refused.fetch_add(1, Relaxed);
-        }
+        let counter = if self.shadow.load(Relaxed) {
+            &self.shadowed
+        } else if banned {
+            &self.ban_refused
+        } else {
+            &self.limit_refused
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     pub fn snapshot(&self) -> TallySnapshot {
+        let (limit_refused, ban_refused, shadowed) = (
+            self.limit_refused.load(Relaxed),
+            self.ban_refused.load(Relaxed),
+            self.shadowed.load(Relaxed),
+        );
         TallySnapshot {
             allowed: self.allowed.load(Relaxed),
-            blocked: self.blocked.load(Relaxed),
-            ban_refused: self.ban_refused.load(Relaxed),
+            blocked: limit_refused + ban_refused + shadowed,
+            limit_refused,
+            ban_refused,
+            shadowed,
             near_limit: self.near_limit.load(Relaxed),
         }
     }

@@ -178,15 +178,29 @@ impl<A: Algorithm> MemoryStore<A> {
     /// Counts a refusal, and a ban it may begin.
     #[inline(never)]
     fn refused(&self, key: &[u8], mut decision: Decision, tracked: bool) -> Decision {
-        self.tally.refused(false);
+        let mut began = false;
         if tracked && self.bans.policy().is_some() {
             if let Some(ban) = self.bans.refused(key, self.clock.now()) {
                 // This refusal began a ban: the next admission waits for it.
                 decision.retry_after = decision.retry_after.max(ban);
                 decision.reset_after = decision.reset_after.max(ban);
+                began = true;
             }
         }
+        // A refusal that began a ban reports banned (see `flagged`): count
+        // it as the ban's, as the Redis store does.
+        self.tally.refused(began);
         decision
+    }
+
+    /// Counts refusals as shadow mode's (see [`Tally::set_shadow`]).
+    pub fn set_shadow(&self, on: bool) {
+        self.tally.set_shadow(on);
+    }
+
+    /// The decisions counted by result.
+    pub fn tally(&self) -> crate::metrics::TallySnapshot {
+        self.tally.snapshot()
     }
 
     /// The answer for a banned key, if `key` is banned now.
@@ -525,8 +539,6 @@ impl<A: Algorithm> MemoryStore<A> {
         Stats {
             allowed: tally.allowed,
             blocked: tally.blocked,
-            ban_refused: tally.ban_refused,
-            near_limit: tally.near_limit,
             active_keys: self.map.len() as u64,
             rejected_full: self.rejected_full.load(Relaxed),
             expired_removed: self.expired_removed.load(Relaxed),

@@ -20,11 +20,6 @@ pub struct Stats {
     pub allowed: u64,
     /// Hits refused.
     pub blocked: u64,
-    /// Hits refused because their key was banned (within `blocked`).
-    pub ban_refused: u64,
-    /// Hits admitted with at least 80% of the limit spent (within
-    /// `allowed`).
-    pub near_limit: u64,
     /// Keys currently holding state.
     pub active_keys: u64,
     /// New keys turned away (or admitted untracked) because the store was

@@ -253,3 +253,42 @@ def test_adapters_take_events_for_every_limiter_they_build() -> None:
     ]
     with pytest.raises(TypeError, match="events"):
         FlaskRateLimiter(Flask(__name__), limit=1, window_seconds=1, events="log")  # type: ignore[arg-type]
+
+
+QUEUED_BEFORE_FORK = textwrap.dedent(
+    """
+    import json, os, sys
+    from rust_py_rate_limit import RateLimiter
+    from rust_py_rate_limit.events import _dispatcher
+    out = sys.argv[1]
+    limiter = RateLimiter(1, 60)
+    limiter.on_event(
+        lambda e: open(out, "a").write(json.dumps([os.getpid(), e["key"]]) + "\\n")
+    )
+    with _dispatcher.delivering:  # queued, not delivered, when the fork comes
+        limiter.allow("pre"); limiter.allow("pre")
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)  # the child's exit delivers what it queued: nothing
+    os.waitpid(pid, 0)
+    print(os.getpid())
+    """
+)
+
+
+def test_events_queued_before_a_fork_are_delivered_once(tmp_path: Path) -> None:
+    out = tmp_path / "events.jsonl"
+    script = tmp_path / "queued.py"
+    script.write_text(QUEUED_BEFORE_FORK)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), str(out)],
+        check=True, timeout=60, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    parent = int(done.stdout.strip())
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        [parent, "pre"]
+    ]

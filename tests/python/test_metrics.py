@@ -91,17 +91,18 @@ def test_every_decision_is_counted_once_by_what_the_caller_got(
         deny_keys=["evil"],
     )
     hits = [limiter.allow("a") for _ in range(5)]  # admitted, the last 2 near
-    hits += [limiter.allow("a"), limiter.allow("a")]  # refused; the 2nd bans
+    hits += [limiter.allow("a"), limiter.allow("a")]  # refused; the 2nd begins a ban
     hits += [limiter.allow("a") for _ in range(3)]  # banned
     hits += [limiter.allow("vip"), limiter.allow("evil")]
     limiter.peek("evil")  # a peek counts nothing
     limiter.remaining("a")
     assert hits == [True] * 5 + [False] * 5 + [True, False]
     m = limiter.metrics()
+    # The refusal that began the ban counts as the ban's (as on Redis).
     assert m["decisions"] == {
         "admitted": 6,
-        "refused": 2,
-        "banned": 3,
+        "refused": 1,
+        "banned": 4,
         "denied": 1,
         "shadow": 0,
     }
@@ -207,12 +208,12 @@ def test_scrape_reports_bans_and_shadow(clock: ManualClock) -> None:
     shadow = RateLimiter(1, 60, clock=clock, name="shadow", shadow=True)
     registry.register(RateLimitCollector([banning, shadow]))
     for _ in range(4):
-        banning.allow("k")  # admitted, refused (begins the ban), banned x2
+        banning.allow("k")  # admitted, refused (beginning the ban), banned x2
         shadow.allow("k")  # admitted, then shadow-admitted x3
     scrape = samples(registry)
     total = "rust_py_rate_limit_decisions_total"
-    assert value(scrape, total, limiter="ban", result="refused") == 1
-    assert value(scrape, total, limiter="ban", result="banned") == 2
+    assert value(scrape, total, limiter="ban", result="refused") == 0
+    assert value(scrape, total, limiter="ban", result="banned") == 3
     assert value(scrape, "rust_py_rate_limit_bans_total", limiter="ban") == 1
     assert value(scrape, "rust_py_rate_limit_banned_keys", limiter="ban") == 1
     assert value(scrape, total, limiter="shadow", result="admitted") == 1
@@ -417,3 +418,28 @@ def test_opentelemetry_observes_the_same_counts(clock: ManualClock) -> None:
     assert at("breaker_open", limiter="otel-test") == 0
     with pytest.raises(TypeError, match="meter_provider"):
         instrument("provider")  # type: ignore[arg-type]
+
+
+def test_shadow_mode_with_bans_counts_each_decision_once(clock: ManualClock) -> None:
+    limiter = RateLimiter(1, 60, clock=clock, ban_after=2, ban_seconds=100, shadow=True)
+    assert all(limiter.decide("k").allowed for _ in range(4))
+    decided = limiter.metrics()["decisions"]
+    assert decided == {
+        "admitted": 1,
+        "refused": 0,
+        "banned": 0,
+        "denied": 0,
+        "shadow": 3,
+    }
+    assert limiter.stats()["shadow_refused"] == 3
+
+
+def test_a_listed_hit_with_a_bad_cost_counts_nothing() -> None:
+    limiter = RateLimiter(2, 60, allow_keys=["vip"], deny_keys=["evil"])
+    for key in ("vip", "evil"):
+        with pytest.raises(ValueError, match="cost"):
+            limiter.allow(key, cost=5)
+        with pytest.raises(ValueError, match="cost"):
+            limiter.decide(key, cost=5)
+    decided = limiter.metrics()["decisions"]
+    assert (decided["admitted"], decided["denied"]) == (0, 0)

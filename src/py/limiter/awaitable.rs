@@ -23,7 +23,7 @@ impl PyRateLimiter {
         self.inner.validate_cost(cost)?;
         let remote = self.remote()?.clone();
         let bytes = key_bytes(key)?.into_owned();
-        if let Some(listed) = self.listed(&bytes) {
+        if let Some(listed) = self.listed(&bytes, cost)? {
             let (future, complete) = bridge::completion::<PyDecision>(key.py())?;
             complete(Ok(PyDecision::from_outcome(listed)));
             return Ok(future);

@@ -237,8 +237,10 @@ impl PyRateLimiter {
             None => (default_name(&spec, inner.algorithm()), false),
         };
         let events = Arc::new(Events::default());
+        inner.set_shadow(guard.shadow);
         if let Some(remote) = &remote {
             remote.set_events(Arc::clone(&events));
+            remote.set_shadow(guard.shadow);
         }
         let limiter = Self {
             events,

@@ -35,8 +35,7 @@ impl PyRateLimiter {
     pub(super) fn hit(&self, key: &Bound<'_, PyAny>, cost: Cost<'_, '_>) -> PyResult<Outcome> {
         let cost = self.cost(cost)?;
         let bytes = key_bytes(key)?;
-        if let Some(listed) = self.listed(&bytes) {
-            self.inner.validate_cost(cost)?;
+        if let Some(listed) = self.listed(&bytes, cost)? {
             return Ok(listed);
         }
         let outcome = match &self.remote {
@@ -76,11 +75,15 @@ impl PyRateLimiter {
         self.guard.shadow(outcome, key, || self.clock.now(), window)
     }
 
-    /// The answer of the allow or deny list for a hit on `key`, if it is
-    /// on one (counted).
+    /// The answer of the allow or deny list for a hit of `cost` on `key`,
+    /// if it is on one: counted, once the cost is known to be valid.
     #[inline]
-    pub(super) fn listed(&self, key: &[u8]) -> Option<Outcome> {
-        self.listed_as(key, true)
+    pub(super) fn listed(&self, key: &[u8], cost: u64) -> PyResult<Option<Outcome>> {
+        if self.guard.lists.get(key).is_none() {
+            return Ok(None);
+        }
+        self.inner.validate_cost(cost)?;
+        Ok(self.listed_as(key, true))
     }
 
     #[inline]

@@ -19,8 +19,6 @@ pub(crate) struct Guard {
     /// Hits admitted by the allow list.
     pub(crate) allow_listed: AtomicU64,
     pub(crate) shadow_refused: AtomicU64,
-    /// Shadow refusals of a banned key (within `shadow_refused`).
-    pub(crate) shadow_banned: AtomicU64,
     /// Keys whose shadow refusal was logged, until when not to log again.
     pub(crate) shadow_logged: Mutex<HashMap<Box<[u8]>, Nanos>>,
 }
@@ -90,9 +88,6 @@ impl Guard {
     ) -> Outcome {
         if self.shadow && !outcome.decision.allowed {
             self.shadow_refused.fetch_add(1, Relaxed);
-            if outcome.banned {
-                self.shadow_banned.fetch_add(1, Relaxed);
-            }
             outcome.decision.allowed = true;
             outcome.shadow_refused = true;
             self.log_shadow(key, now(), window, &outcome);

@@ -236,8 +236,7 @@ impl PyRateLimiter {
             }
             return Ok(decision.allowed);
         }
-        if let Some(listed) = self.listed(&bytes) {
-            self.inner.validate_cost(cost)?;
+        if let Some(listed) = self.listed(&bytes, cost)? {
             return Ok(listed.decision.allowed);
         }
         let decision = self.inner.hit(&bytes, cost)?;

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::PyRateLimiter;
-use crate::metrics::{TallySnapshot, LATENCY_BOUNDS_US};
+use crate::metrics::LATENCY_BOUNDS_US;
 use crate::store::OnFull;
 
 impl PyRateLimiter {
@@ -50,32 +50,17 @@ impl PyRateLimiter {
         let stats = self.stats_dict(py)?;
         let tally = match &self.remote {
             Some(remote) => remote.tally(),
-            None => {
-                let s = self.inner.stats();
-                TallySnapshot {
-                    allowed: s.allowed,
-                    blocked: s.blocked,
-                    ban_refused: s.ban_refused,
-                    near_limit: s.near_limit,
-                }
-            }
+            None => self.inner.tally(),
         };
+        // Each a counter of its own: every result only grows.
         let guard = &self.guard;
-        let shadow = guard.shadow_refused.load(Relaxed);
-        let shadow_banned = guard.shadow_banned.load(Relaxed);
-        let (allowed, blocked, ban_refused) = (tally.allowed, tally.blocked, tally.ban_refused);
-        // The store counted its own answers; shadow mode then admitted some
-        // refusals (of a banned key or not), and the lists answered without it.
-        let banned = ban_refused.saturating_sub(shadow_banned);
-        let refused = blocked
-            .saturating_sub(ban_refused)
-            .saturating_sub(shadow - shadow_banned.min(shadow));
         let decisions = PyDict::new(py);
-        decisions.set_item("admitted", allowed + guard.allow_listed.load(Relaxed))?;
-        decisions.set_item("refused", refused)?;
-        decisions.set_item("banned", banned)?;
+        let admitted = tally.allowed + guard.allow_listed.load(Relaxed);
+        decisions.set_item("admitted", admitted)?;
+        decisions.set_item("refused", tally.limit_refused)?;
+        decisions.set_item("banned", tally.ban_refused)?;
         decisions.set_item("denied", guard.denied.load(Relaxed))?;
-        decisions.set_item("shadow", shadow)?;
+        decisions.set_item("shadow", tally.shadowed)?;
         let dict = PyDict::new(py);
         dict.set_item("name", &self.name)?;
         dict.set_item("algorithm", self.algorithm())?;

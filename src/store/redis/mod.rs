@@ -263,6 +263,11 @@ impl RedisStore {
         self.latency.snapshot()
     }
 
+    /// Counts refusals as shadow mode's (see `Tally::set_shadow`).
+    pub fn set_shadow(&self, on: bool) {
+        self.tally.set_shadow(on);
+    }
+
     /// Reports this store's refusals and outages to `events`.
     pub fn set_events(&self, events: Arc<Events>) {
         let _ = self.events.set(events);
