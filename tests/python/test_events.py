@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,19 @@ def test_storage_outages_and_redis_refusals_are_events(redis_url: str) -> None:
         outage = events[kinds.index("storage_unavailable")]
         assert outage["storage"] == "redis"
         assert outage["detail"]
+        # Back on the same port: the breaker's probe (every 0.5 s) closes it,
+        # and the next decision that succeeds ends the outage. Real time is
+        # the subject here: poll, with a deadline.
+        server.start()
+        deadline = time.monotonic() + 15
+        while "storage_recovered" not in [e["event_type"] for e in events]:
+            assert time.monotonic() < deadline, [e["event_type"] for e in events]
+            down.allow("k2")
+            flush()
+            time.sleep(0.1)
+        kinds = [e["event_type"] for e in events]
+        assert kinds.count("storage_unavailable") == 1
+        assert kinds.count("storage_recovered") == 1
     finally:
         server.stop()
 
