@@ -306,3 +306,26 @@ def test_events_queued_before_a_fork_are_delivered_once(tmp_path: Path) -> None:
     assert [json.loads(line) for line in out.read_text().splitlines()] == [
         [parent, "pre"]
     ]
+
+
+def test_redis_awaitable_refusals_are_events(redis_url: str) -> None:
+    import asyncio
+
+    limiter = RateLimiter(1, 60, storage=redis_url, key_prefix="events-async")
+    got = collect(limiter)
+
+    async def hits() -> list[bool]:
+        first = [await limiter.aallow("k")]
+        # Concurrent awaits share batches (or the loop's own link).
+        return first + list(
+            await asyncio.gather(*(limiter.aallow("k") for _ in range(5)))
+        )
+
+    try:
+        assert asyncio.run(hits()) == [True] + [False] * 5
+        flush()
+        assert [(e["event_type"], e["key"]) for e in got] == [
+            ("rate_limit_blocked", "k")
+        ]
+    finally:
+        limiter.clear()

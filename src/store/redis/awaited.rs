@@ -53,14 +53,15 @@ impl RedisStore {
         done: impl FnOnce(std::result::Result<Outcome, StoreError>) + Send + 'static,
     ) {
         if let Err(open) = self.breaker_closed() {
-            return done(self.settle(Err(open), (key, cost, now_us)));
+            return done(self.settle(Err(open), (Some(key), cost, now_us)));
         }
         let store = Arc::clone(self);
         let job = self.job("hit", key, cost, now_us);
-        let key: Box<[u8]> = job.key.clone();
+        // The key travels with the answer only when events want it.
+        let key: Option<Box<[u8]>> = self.events_on().then(|| job.key.clone());
         let finish = move |result: std::result::Result<Outcome, StoreError>| {
             store.record(&result);
-            done(store.settle(result, (&key, cost, now_us)));
+            done(store.settle(result, (key.as_deref(), cost, now_us)));
         };
         let Ok((handle, generation)) = runtime::handle() else {
             return finish(Err(StoreError("the Tokio runtime could not start".into())));

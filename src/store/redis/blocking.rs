@@ -97,7 +97,7 @@ impl RedisStore {
             return Ok(refused);
         }
         let result = self.decide_blocking("hit", key, cost, now_us);
-        self.settle(result, (key, cost, now_us))
+        self.settle(result, (Some(key), cost, now_us))
     }
 
     /// `peek`, blocking the calling thread.

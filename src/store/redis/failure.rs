@@ -18,7 +18,7 @@ impl RedisStore {
     pub(super) fn settle(
         &self,
         result: std::result::Result<Outcome, StoreError>,
-        job: (&[u8], u64, Option<u64>),
+        job: (Option<&[u8]>, u64, Option<u64>),
     ) -> std::result::Result<Outcome, StoreError> {
         let (key, cost, now_us) = job;
         let decision = match result {
@@ -26,7 +26,9 @@ impl RedisStore {
             Err(err) => self.policy(err, cost)?,
         };
         self.tally.count(&decision.decision, decision.banned);
-        self.report(key, &decision, now_us);
+        if let Some(key) = key {
+            self.report(key, &decision, now_us);
+        }
         Ok(decision)
     }
 

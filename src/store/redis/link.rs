@@ -391,7 +391,7 @@ impl RedisStore {
         self.latency.record(called.elapsed());
         self.record(&result);
         let job = &pending.job;
-        let settled = self.settle(result, (&job.key, job.cost, job.now_us));
+        let settled = self.settle(result, (Some(&job.key), job.cost, job.now_us));
         step.answered.push((pending.reply, settled));
     }
 }

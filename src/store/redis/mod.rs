@@ -273,6 +273,11 @@ impl RedisStore {
         let _ = self.events.set(events);
     }
 
+    /// Whether the limiter's events are collected now.
+    fn events_on(&self) -> bool {
+        self.events.get().is_some_and(|events| events.enabled())
+    }
+
     /// A refusal of `key`, for the events (when collected): blocked, and
     /// banned if a ban refused it. Times on the wall clock (or the manual
     /// clock's, in tests).
