@@ -119,21 +119,18 @@ def instrument(meter_provider: MeterProvider | None = None) -> list[Any]:
             description="1 while the storage circuit breaker is open.",
         )
     )
-    made.append(
-        meter.create_observable_counter(
-            f"{prefix}.storage.duration.sum",
-            [_observer(_latency(0))],
-            unit="s",
-            description="Total duration of round trips to the storage server.",
-        )
+    latency = (
+        ("sum", "s", "Total duration of round trips to the storage server."),
+        ("count", "{round_trip}", "Round trips to the storage server."),
     )
-    made.append(
-        meter.create_observable_counter(
-            f"{prefix}.storage.duration.count",
-            [_observer(_latency(1))],
-            unit="{round_trip}",
-            description="Round trips to the storage server.",
+    for index, (name, unit, text) in enumerate(latency):
+        made.append(
+            meter.create_observable_counter(
+                f"{prefix}.storage.duration.{name}",
+                [_observer(_latency(index))],
+                unit=unit,
+                description=text,
+            )
         )
-    )
     _made[id(provider)] = made
     return made

@@ -8,46 +8,20 @@ all, at most ``limit x workers``.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx2
+from gunicorn_server import gunicorn
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
 LIMIT = 5  # examples/flask_app.py: 5 requests a minute on /hello
 WORKERS = 2
 CONCURRENCY = 8  # keeps both sync workers busy, so both answer
 DEADLINE_SECONDS = 8.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited early:\n{log.read_text()}")
-        try:
-            if httpx2.get(f"{base}/stats", timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"gunicorn did not answer:\n{log.read_text()}")
 
 
 def gone(pid: int) -> bool:
@@ -58,53 +32,18 @@ def gone(pid: int) -> bool:
     return False
 
 
-@contextmanager
-def gunicorn(log: Path) -> Iterator[str]:
-    """Runs the example under gunicorn; stops it whatever happens."""
-    port = free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
-    )
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--chdir",
-                str(EXAMPLES),
-                "--workers",
-                str(WORKERS),
-                "--worker-class",
-                "sync",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--graceful-timeout",
-                "5",
-                "flask_app:app",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_until_up(proc, base, log)
-            yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+def flask_app(log: Path) -> AbstractContextManager[str]:
+    """examples/flask_app.py under gunicorn, WORKERS sync workers."""
+    return gunicorn(
+        log, "flask_app:app", "--workers", str(WORKERS), "--worker-class", "sync",
+        "--graceful-timeout", "5", ready="/stats",
+    )  # fmt: skip
 
 
 def test_gunicorn_workers_keep_their_own_counters(tmp_path: Path) -> None:
     log = tmp_path / "gunicorn.log"
     with (
-        gunicorn(log) as base,
+        flask_app(log) as base,
         httpx2.Client(base_url=base, timeout=5) as client,
         ThreadPoolExecutor(CONCURRENCY) as pool,
     ):

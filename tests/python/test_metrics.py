@@ -4,9 +4,6 @@ export, in one process and across gunicorn workers (multiprocess mode)."""
 from __future__ import annotations
 
 import gc
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +11,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from gunicorn_server import EXAMPLES, gunicorn
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -294,60 +292,17 @@ def test_fastapi_example_serves_metrics() -> None:
 def gunicorn_metrics(tmp_path: Path) -> Iterator[str]:
     """examples/metrics_flask.py under gunicorn, 3 workers, multiprocess
     mode; stopped (and its workers) whatever happens."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     prom_dir = tmp_path / "prom"
     prom_dir.mkdir()
-    env = dict(os.environ)
-    env.update(
-        PROMETHEUS_MULTIPROC_DIR=str(prom_dir),
-        METRICS_INTERVAL="0.1",
-        PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])]),
-    )
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--chdir",
-                str(ROOT / "examples"),
-                "--config",
-                str(ROOT / "examples" / "gunicorn_metrics.py"),
-                "--workers",
-                "3",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "metrics_flask:app",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx2.get(f"{base}/metrics", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+    with gunicorn(
+        tmp_path / "gunicorn.log",
+        "metrics_flask:app",
+        "--config", str(EXAMPLES / "gunicorn_metrics.py"),
+        "--workers", "3",
+        ready="/metrics",
+        env={"PROMETHEUS_MULTIPROC_DIR": str(prom_dir), "METRICS_INTERVAL": "0.1"},
+    ) as base:  # fmt: skip
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_gunicorn_workers_report_their_sums(gunicorn_metrics: str) -> None:
