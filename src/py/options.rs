@@ -27,7 +27,12 @@ pub(super) fn block_on<T: Send>(
     // never as a PanicException.
     let result = py.detach(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.block_on(fut)))
-            .unwrap_or_else(|_| Err(StoreError("the Redis client failed unexpectedly".into())))
+            .unwrap_or_else(|_| {
+                Err(StoreError::new(
+                    crate::store::remote::Backend::Redis,
+                    "the Redis client failed unexpectedly",
+                ))
+            })
     });
     deliver_notices(py);
     result.map_err(storage_error)
@@ -41,8 +46,12 @@ pub(super) fn blocking<T: Send>(
     // A panic inside the Redis client must reach Python as a storage error,
     // never as a PanicException.
     let result = py.detach(|| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(op))
-            .unwrap_or_else(|_| Err(StoreError("the Redis client failed unexpectedly".into())))
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).unwrap_or_else(|_| {
+            Err(StoreError::new(
+                crate::store::remote::Backend::Redis,
+                "the Redis client failed unexpectedly",
+            ))
+        })
     });
     deliver_notices(py);
     result.map_err(storage_error)

@@ -7,6 +7,7 @@ pub mod bans;
 mod key;
 mod memory;
 pub mod redis;
+pub mod remote;
 
 pub use bans::BanPolicy;
 pub use memory::{MemoryStore, SweepStep, SWEEP_CHUNK};

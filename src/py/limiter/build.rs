@@ -239,8 +239,8 @@ impl PyRateLimiter {
         let events = Arc::new(Events::default());
         inner.set_shadow(guard.shadow);
         if let Some(remote) = &remote {
-            remote.set_events(Arc::clone(&events));
-            remote.set_shadow(guard.shadow);
+            remote.health().set_events(Arc::clone(&events));
+            remote.health().set_shadow(guard.shadow);
         }
         let limiter = Self {
             events,

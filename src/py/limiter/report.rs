@@ -17,11 +17,11 @@ impl PyRateLimiter {
         let mut s = self.inner.stats();
         let (mut errors, mut breaker, mut cache_hits) = (0, "closed", 0);
         if let Some(remote) = &self.remote {
-            let tally = remote.tally();
+            let tally = remote.health().tally();
             (s.allowed, s.blocked) = (tally.allowed, tally.blocked);
-            errors = remote.errors();
+            errors = remote.health().errors();
             s.bans = remote.bans_begun();
-            breaker = remote.breaker_state().name();
+            breaker = remote.health().breaker_state().name();
             cache_hits = remote.local_cache().0;
         }
         let dict = PyDict::new(py);
@@ -49,7 +49,7 @@ impl PyRateLimiter {
     pub(super) fn metrics_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let stats = self.stats_dict(py)?;
         let tally = match &self.remote {
-            Some(remote) => remote.tally(),
+            Some(remote) => remote.health().tally(),
             None => self.inner.tally(),
         };
         // Each a counter of its own: every result only grows.
@@ -89,7 +89,7 @@ impl PyRateLimiter {
         let latency = match &self.remote {
             None => None,
             Some(remote) => {
-                let snapshot = remote.latency();
+                let snapshot = remote.health().latency();
                 let bounds: Vec<f64> = LATENCY_BOUNDS_US
                     .iter()
                     .map(|&us| us as f64 / 1e6)

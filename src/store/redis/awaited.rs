@@ -37,7 +37,7 @@ impl RedisStore {
         }
         answer
             .await
-            .unwrap_or_else(|_| Err(StoreError("the decision was dropped".into())))
+            .unwrap_or_else(|_| Err(super::failure::error("the decision was dropped")))
     }
 
     /// Decides a hit like `hit`, without a task of its own: `done` gets the
@@ -52,27 +52,29 @@ impl RedisStore {
         now_us: Option<u64>,
         done: impl FnOnce(std::result::Result<Outcome, StoreError>) + Send + 'static,
     ) {
-        if let Err(open) = self.breaker_closed() {
-            return done(self.settle(Err(open), (Some(key), cost, now_us)));
+        if let Err(open) = self.health.breaker_closed() {
+            return done(self.health.settle(Err(open), (Some(key), cost, now_us)));
         }
         let store = Arc::clone(self);
         let job = self.job("hit", key, cost, now_us);
         // The key travels with the answer only when events want it.
-        let key: Option<Box<[u8]>> = self.events_on().then(|| job.key.clone());
+        let key: Option<Box<[u8]>> = self.health.events_on().then(|| job.key.clone());
         let finish = move |result: std::result::Result<Outcome, StoreError>| {
-            store.record(&result);
-            done(store.settle(result, (key.as_deref(), cost, now_us)));
+            store.health.record(&result);
+            done(store.health.settle(result, (key.as_deref(), cost, now_us)));
         };
         let Ok((handle, generation)) = runtime::handle() else {
-            return finish(Err(StoreError("the Tokio runtime could not start".into())));
+            return finish(Err(super::failure::error(
+                "the Tokio runtime could not start",
+            )));
         };
         if matches!(self.client, Client::Cluster(_)) {
             let store = Arc::clone(self);
             handle.spawn(async move {
                 let started = std::time::Instant::now();
                 let call = tokio::time::timeout(store.config.timeout, store.run_one(&job));
-                let result = call.await.unwrap_or_else(|_| Err(store.timed_out()));
-                store.latency.record(started.elapsed());
+                let result = call.await.unwrap_or_else(|_| Err(store.health.timed_out()));
+                store.health.latency.record(started.elapsed());
                 finish(result);
             });
             return;
@@ -97,7 +99,7 @@ impl RedisStore {
             let (late, live): (Vec<Pending>, Vec<Pending>) =
                 batch.drain(..).partition(|p| p.deadline <= now);
             for pending in late {
-                pending.reply.send(Err(self.timed_out()));
+                pending.reply.send(Err(self.health.timed_out()));
             }
             batch = live;
             let result = match batch.iter().map(|p| p.deadline).min() {
@@ -106,7 +108,7 @@ impl RedisStore {
                     let jobs: Vec<&Job> = batch.iter().map(|p| &p.job).collect();
                     match tokio::time::timeout(deadline - now, self.run_jobs(&jobs)).await {
                         Ok(result) => result,
-                        Err(_) => Err(self.timed_out()),
+                        Err(_) => Err(self.health.timed_out()),
                     }
                 }
             };
@@ -115,7 +117,8 @@ impl RedisStore {
                 // Each decision's round trip: from its call (its deadline
                 // less the timeout) to the batch's answer.
                 let called = pending.deadline - self.config.timeout;
-                self.latency
+                self.health
+                    .latency
                     .record(answered.saturating_duration_since(called));
             }
             match result {
@@ -145,7 +148,7 @@ impl RedisStore {
         self.run_jobs(&[job])
             .await?
             .pop()
-            .ok_or_else(|| StoreError("the script returned no decision".into()))
+            .ok_or_else(|| super::failure::error("the script returned no decision"))
     }
 
     /// One script call deciding `jobs` in order (layout in prelude.lua).
@@ -170,9 +173,13 @@ impl RedisStore {
         key: &[u8],
         now_us: Option<u64>,
     ) -> std::result::Result<Outcome, StoreError> {
-        match self.guarded(self.decide("peek", key, 1, now_us)).await {
+        match self
+            .health
+            .guarded(self.decide("peek", key, 1, now_us))
+            .await
+        {
             Ok(d) => Ok(d),
-            Err(err) => self.policy(err, 1),
+            Err(err) => self.health.policy(err, 1),
         }
     }
 }

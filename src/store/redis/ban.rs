@@ -24,20 +24,21 @@ impl RedisStore {
     ) -> std::result::Result<i64, StoreError> {
         // Only the ban and its refusals: no rule key is touched.
         let [ban, refusals] = super::ban_keys(&self.layout.base(key));
-        self.guarded(async {
-            let mut conn = self.connection().await?;
-            let mut call = script().prepare_invoke();
-            call.key(&ban).key(&refusals).arg(op);
-            match now_us {
-                Some(now) => call.arg(now),
-                None => call.arg(""),
-            };
-            call.arg(length_us);
-            call.invoke_async(&mut conn)
-                .await
-                .map_err(|e| self.redis_err(e))
-        })
-        .await
+        self.health
+            .guarded(async {
+                let mut conn = self.connection().await?;
+                let mut call = script().prepare_invoke();
+                call.key(&ban).key(&refusals).arg(op);
+                match now_us {
+                    Some(now) => call.arg(now),
+                    None => call.arg(""),
+                };
+                call.arg(length_us);
+                call.invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| self.redis_err(e))
+            })
+            .await
     }
 
     /// Bans `key` for `duration` from now, in every process at once.
@@ -86,7 +87,7 @@ impl RedisStore {
     }
 
     fn ban_changed(&self, key: &[u8], now_us: Option<u64>, banned_for: Option<Nanos>) {
-        if let Some(events) = self.events.get() {
+        if let Some(events) = self.health.events() {
             let now = now_us.unwrap_or_else(crate::events::wall_us) * 1000;
             events.ban_changed(key, now, banned_for);
         }

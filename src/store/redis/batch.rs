@@ -71,7 +71,7 @@ impl Answer {
 impl Drop for Answer {
     fn drop(&mut self) {
         if let Some(f) = self.0.take() {
-            f(Err(StoreError("the decision was dropped".into())));
+            f(Err(super::failure::error("the decision was dropped")));
         }
     }
 }

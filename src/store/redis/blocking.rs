@@ -27,11 +27,12 @@ impl RedisStore {
         let Some(endpoint) = &self.endpoint else {
             // A cluster, or TLS: through the runtime, bounded by
             // tokio::time::timeout.
-            let (handle, _) = runtime::handle()
-                .map_err(|e| StoreError(format!("the Tokio runtime could not start: {e}")))?;
-            return handle.block_on(self.guarded(self.decide(mode, key, cost, now_us)));
+            let (handle, _) = runtime::handle().map_err(|e| {
+                super::failure::error(format!("the Tokio runtime could not start: {e}"))
+            })?;
+            return handle.block_on(self.health.guarded(self.decide(mode, key, cost, now_us)));
         };
-        self.breaker_closed()?;
+        self.health.breaker_closed()?;
         let job = self.job(mode, key, cost, now_us);
         let mut args = resp::Args::default();
         self.script_args(&[&job], &mut args);
@@ -39,18 +40,18 @@ impl RedisStore {
         let result = self.with_blocking(endpoint, deadline, |conn| {
             conn.eval(&self.sync_script, &args, deadline)
         });
-        self.latency.record(started.elapsed());
+        self.health.latency.record(started.elapsed());
         let result = result
             .and_then(|reply| reply.into_u64s().map_err(|f| self.sync_err(f)))
             .and_then(|reply| self.decisions(reply, 1))
             .and_then(|mut d| {
                 d.pop()
-                    .ok_or_else(|| StoreError("the script returned no decision".into()))
+                    .ok_or_else(|| super::failure::error("the script returned no decision"))
             });
         if let Ok(decision) = &result {
             self.remember(&job, decision);
         }
-        self.record(&result);
+        self.health.record(&result);
         result
     }
 
@@ -97,7 +98,7 @@ impl RedisStore {
             return Ok(refused);
         }
         let result = self.decide_blocking("hit", key, cost, now_us);
-        self.settle(result, (Some(key), cost, now_us))
+        self.health.settle(result, (Some(key), cost, now_us))
     }
 
     /// `peek`, blocking the calling thread.
@@ -108,7 +109,7 @@ impl RedisStore {
     ) -> std::result::Result<Outcome, StoreError> {
         match self.decide_blocking("peek", key, 1, now_us) {
             Ok(d) => Ok(d),
-            Err(err) => self.policy(err, 1),
+            Err(err) => self.health.policy(err, 1),
         }
     }
 }

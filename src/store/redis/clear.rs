@@ -17,6 +17,7 @@ impl RedisStore {
         let keys = self.keys(key);
         self.local.forget(key);
         let result = self
+            .health
             .guarded(async {
                 let mut conn = self.connection().await?;
                 // The ban and refusals go too, but only rate state counts
@@ -29,7 +30,7 @@ impl RedisStore {
                     .arg(bans)
                     .query_async(&mut conn)
                     .await
-                    .map_err(|e| StoreError(e.to_string()))?;
+                    .map_err(|e| super::failure::error(e.to_string()))?;
                 Ok(removed > 0)
             })
             .await;
@@ -59,7 +60,7 @@ impl RedisStore {
         };
         let result = match tokio::time::timeout(deadline, work).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError("clear did not finish in time".into())),
+            Err(_) => Err(super::failure::error("clear did not finish in time")),
         };
         self.local.forget_all();
         result
@@ -67,7 +68,7 @@ impl RedisStore {
 }
 
 fn store_err(e: redis::RedisError) -> StoreError {
-    StoreError(e.to_string())
+    super::failure::error(e.to_string())
 }
 
 /// Runs `cmd` on the connection, on one cluster node if `node` is given.
@@ -80,7 +81,7 @@ async fn query<T: redis::FromRedisValue, C: ConnectionLike + RouteTo>(
         None => conn.req_packed_command(&cmd).await.map_err(store_err)?,
         Some((host, port)) => conn.route_to(cmd, host.clone(), *port).await?,
     };
-    redis::from_redis_value(value).map_err(|e| StoreError(e.to_string()))
+    redis::from_redis_value(value).map_err(|e| super::failure::error(e.to_string()))
 }
 
 /// Sending a command to one node of a cluster.

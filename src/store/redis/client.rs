@@ -109,7 +109,7 @@ impl RedisStore {
                 client
                     .get_async_connection()
                     .await
-                    .map_err(|e| StoreError(e.to_string()))?,
+                    .map_err(|e| super::failure::error(e.to_string()))?,
             ),
         };
         let mut slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());

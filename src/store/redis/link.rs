@@ -116,14 +116,14 @@ impl RedisStore {
     /// reached without TLS, and the breaker closed (an open one answers
     /// from the policy at once, on the runtime path).
     pub fn can_link(&self) -> bool {
-        self.endpoint.is_some() && self.breaker.permits()
+        self.endpoint.is_some() && self.health.breaker.permits()
     }
 
     /// Opens a link: connects, logs in and selects the database, within the
     /// deadline. Blocks: run it off the event loop.
     pub fn open_link<R>(&self) -> Result<Link<R>, StoreError> {
         let Some(endpoint) = &self.endpoint else {
-            return Err(StoreError("no single server to link to".into()));
+            return Err(super::failure::error("no single server to link to"));
         };
         let deadline = resp::Deadline(Instant::now() + self.config.timeout);
         let conn = Conn::connect(endpoint, deadline).map_err(|f| self.sync_err(f))?;
@@ -196,7 +196,7 @@ impl RedisStore {
             };
             if state.in_flight.is_empty() {
                 // A reply nobody asked for: the stream cannot be trusted.
-                let err = StoreError(format!("an unexpected reply from {}", self.peer));
+                let err = super::failure::error(format!("an unexpected reply from {}", self.peer));
                 self.fail_link(&mut state, &mut step, err);
                 return step;
             }
@@ -277,21 +277,21 @@ impl RedisStore {
         state.timer = false;
         let now = Instant::now();
         if state.in_flight.iter().any(|p| p.deadline <= now) {
-            self.fail_link(&mut state, &mut step, self.timed_out());
+            self.fail_link(&mut state, &mut step, self.health.timed_out());
             return step;
         }
         let (late, live): (Vec<_>, Vec<_>) =
             state.waiting.drain(..).partition(|p| p.deadline <= now);
         state.waiting = live;
         for pending in late {
-            self.answer(&mut step, pending, Err(self.timed_out()));
+            self.answer(&mut step, pending, Err(self.health.timed_out()));
         }
         self.watch(&mut state, &mut step);
         step
     }
 
     fn link_closed(&self) -> StoreError {
-        StoreError(format!("the connection to {} was closed", self.peer))
+        super::failure::error(format!("the connection to {} was closed", self.peer))
     }
 
     /// Sends the next batch of waiting decisions (late ones fail first).
@@ -302,7 +302,7 @@ impl RedisStore {
             let batch: Vec<_> = state.waiting.drain(..take).collect();
             for pending in batch {
                 if pending.deadline <= now {
-                    self.answer(step, pending, Err(self.timed_out()));
+                    self.answer(step, pending, Err(self.health.timed_out()));
                 } else {
                     state.in_flight.push(pending);
                 }
@@ -388,10 +388,12 @@ impl RedisStore {
         result: Result<Outcome, StoreError>,
     ) {
         let called = pending.deadline - self.config.timeout;
-        self.latency.record(called.elapsed());
-        self.record(&result);
+        self.health.latency.record(called.elapsed());
+        self.health.record(&result);
         let job = &pending.job;
-        let settled = self.settle(result, (Some(&job.key), job.cost, job.now_us));
+        let settled = self
+            .health
+            .settle(result, (Some(&job.key), job.cost, job.now_us));
         step.answered.push((pending.reply, settled));
     }
 }

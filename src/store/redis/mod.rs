@@ -21,7 +21,6 @@ mod awaited;
 mod ban;
 mod batch;
 mod blocking;
-mod breaker;
 mod clear;
 mod client;
 mod failure;
@@ -34,16 +33,11 @@ mod url;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::events::Events;
-use crate::metrics::{Latency, LatencySnapshot, Tally, TallySnapshot};
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use batch::Queue;
 use blocking::BlockingPool;
-use breaker::Breaker;
-pub use breaker::BreakerState;
 use client::{open_client, peer_name, Client, Conn};
 pub use keys::KeyLayout;
 pub use link::{Link, LinkPending, Step};
@@ -61,21 +55,8 @@ const LOG_TARGET: &str = module_path!();
 /// Every number a script handles stays below this (Lua numbers are doubles).
 pub const MAX_EXACT: u64 = 1 << 53;
 
-/// What a failed Redis operation turns into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    /// Admit the hit (fail open).
-    Allow,
-    /// Refuse the hit (fail closed).
-    Deny,
-    /// Raise the error to the caller.
-    Raise,
-}
-
-/// A Redis operation that failed; the policy decides what the caller sees.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("redis: {0}")]
-pub struct StoreError(pub String);
+use crate::store::remote::{Backend, Health};
+pub use crate::store::remote::{BreakerState, OnError, StoreError};
 
 /// Connection options of a Redis store.
 #[derive(Debug, Clone)]
@@ -131,7 +112,9 @@ pub struct RedisStore {
     connection: Mutex<Option<(u64, Conn)>>,
     /// Blocking connections for sync calls on a single server.
     blocking: Mutex<BlockingPool>,
-    breaker: Breaker,
+    /// The failure policy, breaker and counters (shared with every remote
+    /// store).
+    health: Health,
     /// Decisions waiting for the script call on the wire.
     queue: Queue,
     /// Refusals remembered until their retry time.
@@ -140,12 +123,6 @@ pub struct RedisStore {
     ban: Option<BanPolicy>,
     /// Bans begun by this process's calls (automatic and manual).
     bans_begun: AtomicU64,
-    tally: Tally,
-    errors: AtomicU64,
-    /// Round trips to Redis, from the call to its answer.
-    latency: Latency,
-    /// The limiter's events (set once the limiter is built).
-    events: std::sync::OnceLock<Arc<Events>>,
 }
 
 impl RedisStore {
@@ -196,6 +173,15 @@ impl RedisStore {
             });
         }
         let (script, sync_script) = script_for(spec.kind);
+        let health = Health::new(
+            Backend::Redis,
+            redact(&config.url),
+            config.timeout,
+            config.on_error,
+            (rules[0].limit, rules[0].window_us * 1000),
+            LOG_TARGET,
+            failure::probe(&client),
+        );
         Ok(Self {
             client,
             script,
@@ -205,7 +191,7 @@ impl RedisStore {
             rules,
             layout: KeyLayout::new(&config.key_prefix, spec),
             sums: spec.kind == AlgorithmKind::SlidingLog,
-            breaker: Breaker::new(),
+            health,
             queue: Queue::default(),
             local: local::LocalCache::new(config.local_cache_keys),
             ban: spec.ban,
@@ -213,10 +199,6 @@ impl RedisStore {
             connection: Mutex::new(None),
             blocking: Mutex::new(BlockingPool::default()),
             config,
-            tally: Tally::default(),
-            errors: AtomicU64::new(0),
-            latency: Latency::default(),
-            events: std::sync::OnceLock::new(),
         })
     }
 
@@ -247,50 +229,9 @@ impl RedisStore {
         redact(&self.config.url)
     }
 
-    /// Hits decided through this store (its failure policy's answers
-    /// included), as Redis or the policy took them.
-    pub fn tally(&self) -> TallySnapshot {
-        self.tally.snapshot()
-    }
-
-    /// Failed Redis operations (a call refused by the open breaker included).
-    pub fn errors(&self) -> u64 {
-        self.errors.load(Relaxed)
-    }
-
-    /// Round trips to Redis, from the call to its answer.
-    pub fn latency(&self) -> LatencySnapshot {
-        self.latency.snapshot()
-    }
-
-    /// Counts refusals as shadow mode's (see `Tally::set_shadow`).
-    pub fn set_shadow(&self, on: bool) {
-        self.tally.set_shadow(on);
-    }
-
-    /// Reports this store's refusals and outages to `events`.
-    pub fn set_events(&self, events: Arc<Events>) {
-        let _ = self.events.set(events);
-    }
-
-    /// Whether the limiter's events are collected now.
-    fn events_on(&self) -> bool {
-        self.events.get().is_some_and(|events| events.enabled())
-    }
-
-    /// A refusal of `key`, for the events (when collected): blocked, and
-    /// banned if a ban refused it. Times on the wall clock (or the manual
-    /// clock's, in tests).
-    #[inline]
-    fn report(&self, key: &[u8], outcome: &Outcome, now_us: Option<u64>) {
-        if let Some(events) = self.events.get() {
-            if events.enabled() && !outcome.decision.allowed {
-                let now = now_us.unwrap_or_else(crate::events::wall_us) * 1000;
-                let window = self.rules[0].window_us * 1000;
-                let retry = outcome.decision.retry_after;
-                events.refused(key, now, window, retry, outcome.banned.then_some(retry));
-            }
-        }
+    /// The failure policy, breaker and counters of the store's calls.
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// A refusal of a hit of `cost` on `key` remembered from Redis (see
@@ -301,8 +242,8 @@ impl RedisStore {
             return None;
         }
         let decision = self.local.refusal(key, cost, local::now_ns(now_us))?;
-        self.tally.refused(decision.banned);
-        self.report(key, &decision, now_us);
+        self.health.tally.refused(decision.banned);
+        self.health.report(key, &decision, now_us);
         Some(decision)
     }
 
@@ -318,10 +259,5 @@ impl RedisStore {
     /// Answers served from the local cache, and keys it holds.
     pub fn local_cache(&self) -> (u64, usize) {
         (self.local.hits.load(Relaxed), self.local.len())
-    }
-
-    /// The circuit breaker's state.
-    pub fn breaker_state(&self) -> BreakerState {
-        self.breaker.state()
     }
 }

@@ -126,7 +126,7 @@ impl RedisStore {
         jobs: usize,
     ) -> std::result::Result<Vec<Outcome>, StoreError> {
         if reply.len() != REPLY_WIDTH * jobs {
-            return Err(StoreError(format!(
+            return Err(super::failure::error(format!(
                 "the script answered {} numbers for {} decisions",
                 reply.len(),
                 jobs

@@ -1,6 +1,7 @@
 //! A circuit breaker: after a few consecutive failures it opens, and while
 //! open every operation is answered from the failure policy at once, without
-//! touching the network. A background probe closes it when Redis answers.
+//! touching the network. A background probe closes it when the server
+//! answers.
 //!
 //! The breaker also tracks the outage it belongs to, so that an outage is
 //! logged once: a server that answers the probe's PING but still fails every
@@ -21,7 +22,7 @@ pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// The breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
-    /// Operations go to Redis.
+    /// Operations go to the server.
     Closed,
     /// Operations are answered by the policy; a probe is running.
     Open,
