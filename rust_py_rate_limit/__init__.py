@@ -16,6 +16,7 @@ from rust_py_rate_limit._native import (
     __version__,
     _after_fork_in_child,
     _quiesce,
+    postgres_schema_sql,
 )
 from rust_py_rate_limit.decorators import rate_limit
 from rust_py_rate_limit.exceptions import RateLimitExceeded, StorageError
@@ -53,5 +54,6 @@ __all__ = [
     "__version__",
     "enable_logging",
     "hello",
+    "postgres_schema_sql",
     "rate_limit",
 ]

@@ -58,11 +58,15 @@ class RateLimiter(RateLimiterCore):
         on_full: When ``max_keys`` keys are stored and none has expired, a
             new key is refused (``"deny"``, the default) or admitted without
             being tracked (``"allow"``).
-        storage: ``"memory"`` (default) or a Redis URL.
-        key_prefix: With Redis: the namespace of the limiter's keys.
-        timeout: With Redis: the deadline of one operation, in seconds.
-        on_error: With Redis: what a failed operation turns into
-            (``"allow"``, ``"deny"`` or ``"raise"``).
+        storage: ``"memory"`` (default), a Redis URL (``redis://``,
+            ``rediss://``, ``unix://``, ``redis+cluster://``) or a PostgreSQL
+            URL (``postgresql://``, ``postgres://``).
+        key_prefix: With Redis or PostgreSQL: the namespace of the limiter's
+            keys.
+        timeout: With Redis or PostgreSQL: the deadline of one operation, in
+            seconds.
+        on_error: With Redis or PostgreSQL: what a failed operation turns
+            into (``"allow"``, ``"deny"`` or ``"raise"``).
         ban_after: Ban a key refused this many times within ``ban_within``
             seconds (default: the first limit's window) for ``ban_seconds``:
             every hit of a banned key is refused without touching its
@@ -77,6 +81,10 @@ class RateLimiter(RateLimiterCore):
             locally until their retry time, answering further hits of at
             least the refused cost without a round trip (default 20000; 0
             turns the cache off).
+        pg_schema: With PostgreSQL: the schema holding the store's tables and
+            functions, created on first use.
+        pg_unlogged: With PostgreSQL: whether tables this limiter creates
+            are ``UNLOGGED`` (default; faster, emptied after a crash).
         name: The ``limiter`` label of its metrics and events (default:
             its algorithm and rules, such as ``"fixed:100/60s"``).
 
@@ -114,6 +122,8 @@ class RateLimiter(RateLimiterCore):
             shadow: bool = False,
             local_cache_keys: int = 20000,
             name: str | None = None,
+            pg_schema: str = "rust_py_rate_limit",
+            pg_unlogged: bool = True,
         ) -> Self: ...
 
     else:

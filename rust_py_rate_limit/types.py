@@ -128,7 +128,7 @@ class Metrics(TypedDict):
     Attributes:
         name: The limiter's name, the ``limiter`` label.
         algorithm: Its algorithm.
-        storage: ``"memory"`` or ``"redis"``.
+        storage: ``"memory"``, ``"redis"`` or ``"postgresql"``.
         decisions: Decisions by result (`Decisions`).
         near_limit: Admissions with at least 80% of the limit spent.
         storage_errors, breaker, active_keys, banned_keys, bans,

@@ -15,11 +15,21 @@ use tokio::task::AbortHandle;
 
 use crate::limiter::Limiter;
 use crate::runtime;
+use crate::store::postgres::PgStore;
 use crate::store::{SweepCursor, SWEEP_CHUNK};
+
+/// What a janitor sweeps.
+#[derive(Clone)]
+pub enum Target {
+    /// A memory store, in short chunks under its shard locks.
+    Memory(Weak<dyn Limiter>),
+    /// A PostgreSQL store's expired rows, in small batches.
+    Postgres(Weak<PgStore>),
+}
 
 /// The state a janitor's task and its owner share.
 struct Shared {
-    store: Weak<dyn Limiter>,
+    store: Target,
     interval: Duration,
     stopped: AtomicBool,
     /// The running task, with the generation of the runtime it runs on.
@@ -37,7 +47,7 @@ pub struct Janitor {
 
 impl Janitor {
     /// Starts sweeping `store` every `interval` on the process's runtime.
-    pub fn start(store: Weak<dyn Limiter>, interval: Duration) -> std::io::Result<Self> {
+    pub fn start(store: Target, interval: Duration) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             store,
             interval,
@@ -115,11 +125,26 @@ async fn run(shared: Weak<Shared>, interval: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let Some(store) = shared
+        let Some(target) = shared
             .upgrade()
             .filter(|s| !s.stopped.load(Ordering::Acquire))
-            .and_then(|s| s.store.upgrade())
+            .map(|s| s.store.clone())
         else {
+            return;
+        };
+        let store = match target {
+            Target::Memory(store) => store.upgrade(),
+            Target::Postgres(store) => {
+                let Some(store) = store.upgrade() else {
+                    return;
+                };
+                // Errors are the store's to count and log; the next tick
+                // tries again.
+                let _ = store.sweep_recorded().await;
+                continue;
+            }
+        };
+        let Some(store) = store else {
             return;
         };
         let mut cursor = SweepCursor::default();

@@ -69,6 +69,8 @@ class LimitOptions(TypedDict, total=False):
     ban_seconds: float | None
     shadow: bool
     local_cache_keys: int | None
+    pg_schema: str | None
+    pg_unlogged: bool | None
     allow_networks: Iterable[str] | None
     deny_networks: Iterable[str] | None
     name: str | None
@@ -108,6 +110,8 @@ LIMITER_OPTIONS = (
     "ban_seconds",
     "shadow",
     "local_cache_keys",
+    "pg_schema",
+    "pg_unlogged",
     "name",
 )
 

@@ -180,8 +180,8 @@ class RequestPolicy:
         limiter: A `RateLimiter` to share, instead of the limiter options.
         limit, window_seconds, rate, algorithm, burst, max_keys,
             cleanup_interval, storage, key_prefix, timeout, on_error,
-            local_cache_keys: The limiter to build, as for `RateLimiter`
-            (None: its default).
+            local_cache_keys, pg_schema, pg_unlogged: The limiter to build,
+            as for `RateLimiter` (None: its default).
         clock: A `ManualClock` for the limiters the policy builds.
         key_func: The client part of a key: ``(request) -> str`` (or an
             awaitable of one, for `adecide`) called with the framework's

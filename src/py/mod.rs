@@ -25,6 +25,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bridge::_quiesce, m)?)?;
     m.add_function(wrap_pyfunction!(_install_logging, m)?)?;
     m.add_function(wrap_pyfunction!(_drain_logs, m)?)?;
+    m.add_function(wrap_pyfunction!(postgres_schema_sql, m)?)?;
     m.add("StorageError", m.py().get_type::<errors::StorageError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     let bounds: Vec<f64> = crate::metrics::LATENCY_BOUNDS_US
@@ -50,6 +51,29 @@ fn _runtime_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     info.set_item("alive_tasks", crate::runtime::alive_tasks())?;
     info.set_item("generation", crate::runtime::live_generation())?;
     Ok(info)
+}
+
+/// The SQL that installs the PostgreSQL store's schema (tables, functions,
+/// version) in `schema`, `UNLOGGED` unless `unlogged` is false, and with
+/// `role` the grants that let that role use it: for a privileged role to
+/// run once when the application's role may not create schemas.
+#[pyfunction]
+#[pyo3(signature = (schema = "rust_py_rate_limit", unlogged = true, role = None))]
+fn postgres_schema_sql(schema: &str, unlogged: bool, role: Option<&str>) -> PyResult<String> {
+    for (name, value) in [("schema", Some(schema)), ("role", role)] {
+        if let Some(value) = value {
+            if value.is_empty() || value.len() > 63 || value.contains('\0') {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "{name} must be 1 to 63 bytes with no NUL, got {value:?}"
+                )));
+            }
+        }
+    }
+    let mut sql = crate::store::postgres::schema_sql(schema, unlogged);
+    if let Some(role) = role {
+        sql.push_str(&crate::store::postgres::grant_sql(schema, role));
+    }
+    Ok(sql)
 }
 
 /// Starts collecting the core's log events (DEBUG and above) for

@@ -14,47 +14,35 @@ use crate::clock::AnyClock;
 use crate::limiter::Spec;
 use crate::rate::{parse_rates, Quota};
 use crate::runtime;
+use crate::store::postgres::{PgConfig, PgStore, Prepare, SCHEMES as PG_SCHEMES};
 use crate::store::redis::{redact, OnError, RedisConfig, RedisStore, StoreError};
+use crate::store::remote::RemoteStore;
 
-/// Runs a Redis operation to completion without the GIL.
+/// Runs a remote store's operation to completion without the GIL.
 pub(super) fn block_on<T: Send>(
     py: Python<'_>,
     fut: impl std::future::Future<Output = Result<T, StoreError>> + Send,
 ) -> PyResult<T> {
     let (handle, _) = runtime::handle()
         .map_err(|e| PyRuntimeError::new_err(format!("could not start the Tokio runtime: {e}")))?;
-    // A panic inside the Redis client must reach Python as a storage error,
-    // never as a PanicException.
-    let result = py.detach(|| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.block_on(fut)))
-            .unwrap_or_else(|_| {
-                Err(StoreError::new(
-                    crate::store::remote::Backend::Redis,
-                    "the Redis client failed unexpectedly",
-                ))
-            })
-    });
-    deliver_notices(py);
-    result.map_err(storage_error)
+    blocking(py, || handle.block_on(fut))
 }
 
-/// Runs `op`, which blocks on Redis, without the GIL.
+/// Runs `op`, which blocks on a remote store, without the GIL.
 pub(super) fn blocking<T: Send>(
     py: Python<'_>,
     op: impl FnOnce() -> Result<T, StoreError> + Send,
 ) -> PyResult<T> {
-    // A panic inside the Redis client must reach Python as a storage error,
+    // A panic inside a storage client must reach Python as a storage error,
     // never as a PanicException.
-    let result = py.detach(|| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).unwrap_or_else(|_| {
-            Err(StoreError::new(
-                crate::store::remote::Backend::Redis,
-                "the Redis client failed unexpectedly",
-            ))
-        })
-    });
+    let result = py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)));
     deliver_notices(py);
-    result.map_err(storage_error)
+    match result {
+        Ok(result) => result.map_err(storage_error),
+        Err(_) => Err(super::errors::StorageError::new_err(
+            "the storage client failed unexpectedly",
+        )),
+    }
 }
 
 /// Hands queued notices (a storage outage, its end) to the
@@ -207,10 +195,17 @@ fn local_cache_keys_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
 }
 
 /// The URL schemes `storage=` accepts besides `"memory"`.
-const REMOTE_SCHEMES: [&str; 4] = ["redis://", "rediss://", "unix://", "redis+cluster://"];
+const REMOTE_SCHEMES: [&str; 6] = [
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis+cluster://",
+    "postgresql://",
+    "postgres://",
+];
 
-/// The Redis store named by `storage=` (None for the memory store), with
-/// its options; the options are refused without a Redis storage.
+/// The remote store named by `storage=` (None for the memory store), with
+/// its options; the options are refused without a storage they apply to.
 pub(super) fn remote_from(
     spec: &Spec,
     storage: Option<&Bound<'_, PyAny>>,
@@ -218,13 +213,14 @@ pub(super) fn remote_from(
     timeout: Option<&Bound<'_, PyAny>>,
     on_error: Option<&Bound<'_, PyAny>>,
     local_cache_keys: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Option<Arc<RedisStore>>> {
-    let remote = match none_if_absent(storage) {
+    (pg_schema, pg_unlogged): (Option<&Bound<'_, PyAny>>, Option<&Bound<'_, PyAny>>),
+) -> PyResult<Option<RemoteStore>> {
+    let url = match none_if_absent(storage) {
         None => None,
         Some(obj) => {
             let Ok(url) = obj.cast::<PyString>() else {
                 return Err(PyTypeError::new_err(format!(
-                    "storage must be 'memory' or a redis:// URL, not {}",
+                    "storage must be 'memory' or a redis:// or postgresql:// URL, not {}",
                     obj.get_type().name()?
                 )));
             };
@@ -236,53 +232,137 @@ pub(super) fn remote_from(
                     PyString::new(obj.py(), &redact(url)).repr()?
                 )));
             }
-            if url == "memory" {
-                None
-            } else {
-                let key_prefix = match none_if_absent(key_prefix) {
-                    None => "rust_py_rate_limit".to_owned(),
-                    Some(p) => p
-                        .cast::<PyString>()
-                        .map_err(|_| PyTypeError::new_err("key_prefix must be a str"))?
-                        .to_str()?
-                        .to_owned(),
-                };
-                let timeout = match none_if_absent(timeout) {
-                    None => Duration::from_millis(50),
-                    Some(t) => match seconds_to_nanos(t, "timeout")? {
-                        0 => return Err(PyValueError::new_err("timeout must be positive")),
-                        n => Duration::from_nanos(n),
-                    },
-                };
-                let config = RedisConfig {
-                    url: url.to_owned(),
-                    key_prefix,
-                    timeout,
-                    on_error: on_error_from(on_error)?,
-                    local_cache_keys: local_cache_keys_from(local_cache_keys)?,
-                };
-                if spec.max_keys.is_some() {
-                    return Err(PyValueError::new_err(
-                        "max_keys applies to the memory store (Redis keys expire by TTL)",
-                    ));
-                }
-                Some(Arc::new(RedisStore::new(spec, config)?))
-            }
+            (url != "memory").then(|| url.to_owned())
         }
     };
-    if remote.is_none() {
-        for (name, obj) in [
-            ("key_prefix", key_prefix),
-            ("timeout", timeout),
-            ("on_error", on_error),
-            ("local_cache_keys", local_cache_keys),
-        ] {
-            if none_if_absent(obj).is_some() {
-                return Err(PyValueError::new_err(format!(
-                    "{name} only applies to a Redis storage"
-                )));
-            }
+    let postgres = url
+        .as_deref()
+        .is_some_and(|u| PG_SCHEMES.iter().any(|s| u.starts_with(s)));
+    let mut refused: Vec<(&str, Option<&Bound<'_, PyAny>>, &str)> = Vec::new();
+    if url.is_none() {
+        refused.extend([
+            ("key_prefix", key_prefix, "a Redis or PostgreSQL storage"),
+            ("timeout", timeout, "a Redis or PostgreSQL storage"),
+            ("on_error", on_error, "a Redis or PostgreSQL storage"),
+        ]);
+    }
+    if url.is_none() || postgres {
+        refused.push(("local_cache_keys", local_cache_keys, "a Redis storage"));
+    }
+    if !postgres {
+        refused.extend([
+            ("pg_schema", pg_schema, "a PostgreSQL storage"),
+            ("pg_unlogged", pg_unlogged, "a PostgreSQL storage"),
+        ]);
+    }
+    for (name, obj, what) in refused {
+        if none_if_absent(obj).is_some() {
+            return Err(PyValueError::new_err(format!(
+                "{name} only applies to {what}"
+            )));
         }
     }
-    Ok(remote)
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let key_prefix = match none_if_absent(key_prefix) {
+        None => "rust_py_rate_limit".to_owned(),
+        Some(p) => p
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("key_prefix must be a str"))?
+            .to_str()?
+            .to_owned(),
+    };
+    let timeout = match none_if_absent(timeout) {
+        None => Duration::from_millis(50),
+        Some(t) => match seconds_to_nanos(t, "timeout")? {
+            0 => return Err(PyValueError::new_err("timeout must be positive")),
+            n => Duration::from_nanos(n),
+        },
+    };
+    let on_error = on_error_from(on_error)?;
+    if spec.max_keys.is_some() {
+        return Err(PyValueError::new_err(
+            "max_keys applies to the memory store (remote stores expire keys themselves)",
+        ));
+    }
+    if postgres {
+        let schema = match none_if_absent(pg_schema) {
+            None => "rust_py_rate_limit".to_owned(),
+            Some(p) => p
+                .cast::<PyString>()
+                .map_err(|_| PyTypeError::new_err("pg_schema must be a str"))?
+                .to_str()?
+                .to_owned(),
+        };
+        let unlogged = match none_if_absent(pg_unlogged) {
+            None => true,
+            Some(b) => b
+                .cast::<PyBool>()
+                .map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "pg_unlogged must be a bool, not {}",
+                        b.get_type()
+                            .name()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default()
+                    ))
+                })?
+                .is_true(),
+        };
+        let config = PgConfig {
+            url,
+            schema,
+            unlogged,
+            key_prefix,
+            timeout,
+            on_error,
+        };
+        let store = Arc::new(PgStore::new(spec, config)?);
+        prepare(py_of(storage), &store)?;
+        return Ok(Some(RemoteStore::Postgres(store)));
+    }
+    let config = RedisConfig {
+        url,
+        key_prefix,
+        timeout,
+        on_error,
+        local_cache_keys: local_cache_keys_from(local_cache_keys)?,
+    };
+    Ok(Some(RemoteStore::Redis(Arc::new(RedisStore::new(
+        spec, config,
+    )?))))
+}
+
+/// The Python of a given argument.
+fn py_of<'py>(obj: Option<&Bound<'py, PyAny>>) -> Python<'py> {
+    obj.expect("storage was given").py()
+}
+
+/// How long building a PostgreSQL limiter waits to check (or install) its
+/// schema before leaving it to the first call.
+const PREPARE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Connects a new PostgreSQL store and checks (or installs) its schema,
+/// without the GIL: a role that may not install it is an error now. A
+/// server that cannot be reached is not (it may come up later): it is
+/// logged, and the first call that reaches it installs the schema.
+fn prepare(py: Python<'_>, store: &PgStore) -> PyResult<()> {
+    let result = py.detach(|| store.prepare_blocking(PREPARE_DEADLINE));
+    match result {
+        Ok(()) => Ok(()),
+        Err(Prepare::Schema(err)) => Err(storage_error(err)),
+        Err(Prepare::Unreachable(err)) => {
+            crate::logs::warn_notice(
+                "rust_py_rate_limit::store::postgres",
+                format!(
+                    "PostgreSQL at {} could not be reached to check the schema; the first \
+                     call that reaches it will: {err}",
+                    store.url_shown()
+                ),
+            );
+            deliver_notices(py);
+            Ok(())
+        }
+    }
 }

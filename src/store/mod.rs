@@ -6,6 +6,7 @@
 pub mod bans;
 mod key;
 mod memory;
+pub mod postgres;
 pub mod redis;
 pub mod remote;
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from pg_server import PostgresServer
 from redis_server import RedisServer, in_ci
 
 from rust_py_rate_limit import ManualClock
@@ -14,6 +15,17 @@ from rust_py_rate_limit import ManualClock
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the session (initdb into a
+    temporary directory, a free loopback port), stopped by PID at the end."""
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

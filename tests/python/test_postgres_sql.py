@@ -14,19 +14,9 @@ from typing import Any
 import pytest
 from pg_server import PostgresServer
 
-from rust_py_rate_limit import ManualClock, RateLimiter
+from rust_py_rate_limit import ManualClock, RateLimiter, postgres_schema_sql
 
 ROOT = Path(__file__).resolve().parents[2]
-SQL = ROOT / "src" / "store" / "postgres"
-# In the order they are installed (as the store does).
-FILES = (
-    "schema.sql",
-    "fixed.sql",
-    "sliding.sql",
-    "sliding_log.sql",
-    "gcra.sql",
-    "decide.sql",
-)
 VECTORS = ROOT / "tests" / "vectors" / "decisions.json"
 CASES: list[dict[str, Any]] = json.loads(VECTORS.read_text())["cases"]
 SCHEMA = "rl_test"
@@ -35,22 +25,16 @@ ORIGIN = 1_780_000_000_000_000
 
 
 def install_sql(schema: str, unlogged: bool = True) -> str:
-    text = "\n".join((SQL / name).read_text() for name in FILES)
-    return text.replace("__SCHEMA__", f'"{schema}"').replace(
-        "__UNLOGGED__", "UNLOGGED" if unlogged else ""
-    )
+    """The SQL the store installs (the library hands it out for a DBA)."""
+    return postgres_schema_sql(schema, unlogged)
 
 
 @pytest.fixture(scope="module")
-def pg() -> Iterator[Any]:
-    server = PostgresServer()
-    try:
-        with server.connect() as conn:
-            conn.autocommit = True
-            conn.execute(install_sql(SCHEMA))
-            yield conn
-    finally:
-        server.stop()
+def pg(postgres: PostgresServer) -> Iterator[Any]:
+    with postgres.connect() as conn:
+        conn.autocommit = True
+        conn.execute(install_sql(SCHEMA))
+        yield conn
 
 
 def decide(

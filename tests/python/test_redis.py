@@ -824,16 +824,16 @@ def test_redis_example_app(redis_url: str, prefix: str) -> None:
     from starlette.testclient import TestClient
 
     os.environ["RATE_LIMIT_PREFIX"] = prefix
-    os.environ["REDIS_URL"] = redis_url
+    os.environ["STORAGE_URL"] = redis_url
     try:
-        path = Path(__file__).resolve().parents[2] / "examples" / "redis_fastapi.py"
-        spec = importlib.util.spec_from_file_location("redis_fastapi", path)
+        path = Path(__file__).resolve().parents[2] / "examples" / "shared_fastapi.py"
+        spec = importlib.util.spec_from_file_location("shared_fastapi", path)
         assert spec is not None
         assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
-        del os.environ["RATE_LIMIT_PREFIX"], os.environ["REDIS_URL"]
+        del os.environ["RATE_LIMIT_PREFIX"], os.environ["STORAGE_URL"]
     client = TestClient(module.app)
     codes = [client.get("/api/users").status_code for _ in range(6)]
     assert codes == [200] * 5 + [429]

@@ -131,7 +131,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 def serve_example(
     tmp_path: Path,
 ) -> Iterator[Callable[[dict[str, str]], int]]:
-    """Starts ``examples/redis_fastapi.py`` under ``uvicorn --workers 4`` with
+    """Starts ``examples/shared_fastapi.py`` under ``uvicorn --workers 4`` with
     the given environment; returns its port once it answers. Every server is
     terminated by PID at the end."""
     procs: list[subprocess.Popen[bytes]] = []
@@ -141,7 +141,7 @@ def serve_example(
         log = tmp_path / f"uvicorn-{port}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "redis_fastapi:app",
+                [sys.executable, "-m", "uvicorn", "shared_fastapi:app",
                  "--app-dir", str(EXAMPLES), "--workers", "4",
                  "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
                 env={**os.environ, **env},
@@ -154,7 +154,7 @@ def serve_example(
             if proc.poll() is not None:
                 pytest.fail(f"uvicorn exited:\n{log.read_text()}")
             try:
-                if request(port, "/stats")[0] == 200:
+                if fetch(port, "/stats")[0] == 200:
                     return port
             except OSError:
                 pass
@@ -172,7 +172,7 @@ def serve_example(
             proc.wait(timeout=10)
 
 
-def request(port: int, path: str = "/api/users") -> tuple[int, int]:
+def fetch(port: int, path: str = "/api/users") -> tuple[int, int]:
     """GET over a fresh connection (so the kernel hands it to any worker):
     the status and the pid of the worker that served it."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -185,10 +185,19 @@ def request(port: int, path: str = "/api/users") -> tuple[int, int]:
         conn.close()
 
 
-@pytest.mark.parametrize("storage", ["redis", "memory"])
-def test_uvicorn_workers_share_one_limit_on_redis_only(
+def storage_url(request: pytest.FixtureRequest, storage: str) -> str:
+    """The URL of the session's server of `storage`, or ``"memory"``."""
+    if storage == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    if storage == "postgresql":
+        return str(request.getfixturevalue("postgres").url)
+    return "memory"
+
+
+@pytest.mark.parametrize("storage", ["redis", "postgresql", "memory"])
+def test_uvicorn_workers_share_one_limit_on_a_shared_store_only(
     storage: str,
-    redis_url: str,
+    request: pytest.FixtureRequest,
     prefix: str,
     serve_example: Callable[[dict[str, str]], int],
 ) -> None:
@@ -204,7 +213,7 @@ def test_uvicorn_workers_share_one_limit_on_redis_only(
     limit = 20
     port = serve_example(
         {
-            "REDIS_URL": redis_url if storage == "redis" else "memory",
+            "STORAGE_URL": storage_url(request, storage),
             "RATE_LIMIT": f"{limit}/hour",  # no window ends during the test
             "RATE_LIMIT_PREFIX": prefix,
             "RATE_LIMIT_TIMEOUT": "5",  # no fail-open on a busy machine
@@ -216,13 +225,13 @@ def test_uvicorn_workers_share_one_limit_on_redis_only(
     with ThreadPoolExecutor(8) as pool:
         while sum(min(limit, n) for n in served.values()) <= limit:
             assert time.monotonic() < deadline, f"requests never spread: {served}"
-            for status, pid in pool.map(lambda _: request(port), range(16)):
+            for status, pid in pool.map(lambda _: fetch(port), range(16)):
                 assert status in (200, 429), status
                 assert pid > 0
                 served[pid] += 1
                 admitted[pid] += status == 200
     assert len(served) >= 2
-    if storage == "redis":
+    if storage != "memory":
         assert sum(admitted.values()) == limit, (admitted, served)
     else:
         # Each worker alone: its first `limit` requests pass.

@@ -3,14 +3,12 @@
 
 use pyo3::prelude::*;
 
-use std::sync::Arc;
-
 use super::PyRateLimiter;
 use crate::py::args::{key_bytes, Cost};
 use crate::py::bridge::{self, OnCancel};
 use crate::py::decision::PyDecision;
 use crate::py::options::storage_error;
-use crate::store::redis::RedisStore;
+use crate::store::remote::RemoteStore;
 
 impl PyRateLimiter {
     /// The future of `_adecide`: a decision on the Redis store.
@@ -21,7 +19,6 @@ impl PyRateLimiter {
     ) -> PyResult<Bound<'py, PyAny>> {
         let cost = self.cost(cost)?;
         self.inner.validate_cost(cost)?;
-        let remote = self.remote()?.clone();
         let bytes = key_bytes(key)?.into_owned();
         if let Some(listed) = self.listed(&bytes, cost)? {
             let (future, complete) = bridge::completion::<PyDecision>(key.py())?;
@@ -29,6 +26,19 @@ impl PyRateLimiter {
             return Ok(future);
         }
         let now = self.remote_now();
+        let remote = match self.remote()? {
+            RemoteStore::Redis(redis) => redis.clone(),
+            RemoteStore::Postgres(pg) => {
+                // Concurrent awaits pipeline on the shared connections.
+                let pg = pg.clone();
+                return bridge::future_into_py(key.py(), OnCancel::Finish, async move {
+                    pg.hit(bytes, cost, now)
+                        .await
+                        .map(PyDecision::from_outcome)
+                        .map_err(storage_error)
+                });
+            }
+        };
         // A refusal remembered from Redis answers at once, whichever path
         // the decision would take (see store::redis::local).
         if let Some(refused) = remote.cached_refusal(&bytes, cost, now) {
@@ -67,7 +77,7 @@ impl PyRateLimiter {
         })
     }
 
-    /// A runtime future of `op` on the Redis store and `key`'s bytes (and
+    /// A runtime future of `op` on the remote store and `key`'s bytes (and
     /// the manual clock's time, if any), finishing even if cancelled.
     fn keyed_future<'py, T, F, Fut>(
         &self,
@@ -75,7 +85,7 @@ impl PyRateLimiter {
         op: F,
     ) -> PyResult<Bound<'py, PyAny>>
     where
-        F: FnOnce(Arc<RedisStore>, Vec<u8>, Option<u64>) -> Fut,
+        F: FnOnce(RemoteStore, Vec<u8>, Option<u64>) -> Fut,
         Fut: std::future::Future<Output = PyResult<T>> + Send + 'static,
         T: for<'a> IntoPyObject<'a> + Send + 'static,
     {

@@ -16,7 +16,7 @@ use crate::py::args::{key_bytes, positive_int, seconds_to_nanos};
 use crate::py::options::{none_if_absent, quotas_from_rate, rename};
 use crate::rate::Quota;
 use crate::store::bans::MAX_BAN_AFTER;
-use crate::store::redis::RedisStore;
+use crate::store::remote::RemoteStore;
 use crate::store::{BanPolicy, OnFull};
 
 /// The limits of `limit` and `window_seconds`, or of `rate`.
@@ -226,7 +226,7 @@ impl PyRateLimiter {
     pub(super) fn assemble(
         spec: Spec,
         clock: AnyClock,
-        remote: Option<Arc<RedisStore>>,
+        remote: Option<RemoteStore>,
         cleanup_interval: Option<&Bound<'_, PyAny>>,
         guard: Guard,
         name: Option<&Bound<'_, PyAny>>,
@@ -257,6 +257,9 @@ impl PyRateLimiter {
             limiter
                 .start_janitor(interval)
                 .map_err(|e| rename(e, "interval", "cleanup_interval"))?;
+        } else if matches!(limiter.remote, Some(RemoteStore::Postgres(_))) {
+            // Expired rows stay in the tables until a sweep deletes them.
+            limiter.start_janitor_every(crate::store::postgres::SWEEP_INTERVAL)?;
         }
         Ok(limiter)
     }

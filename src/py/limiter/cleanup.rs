@@ -9,9 +9,10 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::PyRateLimiter;
-use crate::janitor::Janitor;
+use crate::janitor::{Janitor, Target};
 use crate::limiter::Limiter;
 use crate::py::args::seconds_to_nanos;
+use crate::store::remote::RemoteStore;
 use crate::store::{SweepCursor, SWEEP_CHUNK};
 
 impl PyRateLimiter {
@@ -26,8 +27,19 @@ impl PyRateLimiter {
                 "interval must be a positive number of seconds",
             ));
         }
-        let store: Weak<dyn Limiter> = Arc::downgrade(&self.inner);
-        let janitor = Janitor::start(store, Duration::from_nanos(nanos))
+        self.start_janitor_every(Duration::from_nanos(nanos))
+    }
+
+    /// Starts (or restarts) the janitor with `interval`.
+    pub(super) fn start_janitor_every(&self, interval: Duration) -> PyResult<()> {
+        let target = match &self.remote {
+            Some(RemoteStore::Postgres(pg)) => Target::Postgres(Arc::downgrade(pg)),
+            _ => {
+                let store: Weak<dyn Limiter> = Arc::downgrade(&self.inner);
+                Target::Memory(store)
+            }
+        };
+        let janitor = Janitor::start(target, interval)
             .map_err(|e| PyRuntimeError::new_err(format!("could not start the janitor: {e}")))?;
         // Replacing a running janitor stops it.
         *self.janitor() = Some(janitor);

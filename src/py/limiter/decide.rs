@@ -12,6 +12,7 @@ use crate::py::args::{int_value, key_bytes, Cost};
 use crate::py::options::blocking;
 use crate::rate::Quota;
 use crate::store::redis::RedisStore;
+use crate::store::remote::RemoteStore;
 use crate::store::Outcome;
 
 impl PyRateLimiter {
@@ -109,7 +110,7 @@ impl PyRateLimiter {
     fn remote_hit(
         &self,
         py: Python<'_>,
-        remote: &Arc<RedisStore>,
+        remote: &RemoteStore,
         key: Vec<u8>,
         cost: u64,
     ) -> PyResult<Outcome> {
@@ -135,10 +136,17 @@ impl PyRateLimiter {
         }
     }
 
-    pub(super) fn remote(&self) -> PyResult<&Arc<RedisStore>> {
+    pub(super) fn remote(&self) -> PyResult<&RemoteStore> {
         self.remote
             .as_ref()
-            .ok_or_else(|| PyRuntimeError::new_err("this limiter has no Redis store"))
+            .ok_or_else(|| PyRuntimeError::new_err("this limiter has no remote store"))
+    }
+
+    pub(super) fn redis(&self) -> PyResult<&Arc<RedisStore>> {
+        match &self.remote {
+            Some(RemoteStore::Redis(redis)) => Ok(redis),
+            _ => Err(PyRuntimeError::new_err("this limiter has no Redis store")),
+        }
     }
 
     pub(super) fn first(&self) -> &Quota {

@@ -22,7 +22,7 @@ use crate::clock::{AnyClock, Clock, NANOS_PER_SEC};
 use crate::events::Events;
 use crate::janitor::Janitor;
 use crate::limiter::{Limiter, Spec};
-use crate::store::redis::RedisStore;
+use crate::store::remote::RemoteStore;
 use crate::store::Outcome;
 use guard::Guard;
 
@@ -44,9 +44,9 @@ pub struct PyRateLimiter {
     named: bool,
     spec: Spec,
     janitor: Mutex<Option<Janitor>>,
-    /// The Redis store, when `storage` names one; `inner` is then unused
-    /// state of the same shape.
-    remote: Option<Arc<RedisStore>>,
+    /// The Redis or PostgreSQL store, when `storage` names one; `inner` is
+    /// then unused state of the same shape.
+    remote: Option<RemoteStore>,
     clock: AnyClock,
     guard: Guard,
     /// Decision events, drained by `rust_py_rate_limit.events`.
@@ -79,7 +79,9 @@ impl PyRateLimiter {
         shadow = None,
         local_cache_keys = None,
         name = None,
-    ), text_signature = "(limit=None, window_seconds=None, algorithm='fixed', max_keys=None, cleanup_interval=None, *, rate=None, burst=None, clock=None, on_full='deny', storage='memory', key_prefix='rust_py_rate_limit', timeout=0.05, on_error='allow', ban_after=None, ban_within=None, ban_seconds=None, allow_keys=None, deny_keys=None, shadow=False, local_cache_keys=20000, name=None)")]
+        pg_schema = None,
+        pg_unlogged = None,
+    ), text_signature = "(limit=None, window_seconds=None, algorithm='fixed', max_keys=None, cleanup_interval=None, *, rate=None, burst=None, clock=None, on_full='deny', storage='memory', key_prefix='rust_py_rate_limit', timeout=0.05, on_error='allow', ban_after=None, ban_within=None, ban_seconds=None, allow_keys=None, deny_keys=None, shadow=False, local_cache_keys=20000, name=None, pg_schema='rust_py_rate_limit', pg_unlogged=True)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         limit: Option<&Bound<'_, PyAny>>,
@@ -103,6 +105,8 @@ impl PyRateLimiter {
         shadow: Option<&Bound<'_, PyAny>>,
         local_cache_keys: Option<&Bound<'_, PyAny>>,
         name: Option<&Bound<'_, PyAny>>,
+        pg_schema: Option<&Bound<'_, PyAny>>,
+        pg_unlogged: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let quotas = build::quotas(limit, window_seconds, rate)?;
         let spec = build::spec(quotas, algorithm, burst, max_keys, on_full)?;
@@ -117,6 +121,7 @@ impl PyRateLimiter {
             timeout,
             on_error,
             local_cache_keys,
+            (pg_schema, pg_unlogged),
         )?;
         Self::assemble(spec, clock, remote, cleanup_interval, guard, name)
     }
@@ -301,8 +306,14 @@ impl PyRateLimiter {
     }
 
     /// Removes keys whose state has expired; returns how many.
-    fn cleanup_expired(&self, py: Python<'_>) -> usize {
-        py.detach(|| self.inner.cleanup_expired())
+    fn cleanup_expired(&self, py: Python<'_>) -> PyResult<usize> {
+        match &self.remote {
+            Some(RemoteStore::Postgres(pg)) => {
+                let pg = Arc::clone(pg);
+                block_on(py, async move { pg.sweep_recorded().await }).map(|n| n as usize)
+            }
+            _ => Ok(py.detach(|| self.inner.cleanup_expired())),
+        }
     }
 
     /// Keys the local over-limit cache holds (0 without Redis): for tests.
@@ -398,7 +409,7 @@ impl PyRateLimiter {
     /// store (see `store::redis::link`), for tests: `"none"`, `"opening"`,
     /// `"opened"`, `"live"`, `"retry"` or `"closed"`.
     fn _link_status(&self, py: Python<'_>) -> PyResult<&'static str> {
-        bridge::link_status(py, self.remote()?)
+        bridge::link_status(py, self.redis()?)
     }
 
     /// Awaitable peek on the Redis store.
@@ -416,20 +427,16 @@ impl PyRateLimiter {
         self.aclear_future(py)
     }
 
-    /// `"memory"`, or `"redis"` for a Redis store.
+    /// `"memory"`, `"redis"` or `"postgresql"`.
     #[getter]
     fn storage(&self) -> &'static str {
-        if self.remote.is_some() {
-            "redis"
-        } else {
-            "memory"
-        }
+        self.remote.as_ref().map_or("memory", RemoteStore::kind)
     }
 
     /// The Redis keys of `key` (Redis store only): one per rule, two for a
     /// sliding log (the log, then its sum), then its ban and its refusals.
     fn _redis_keys(&self, key: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
-        Ok(self.remote()?.keys(&key_bytes(key)?))
+        Ok(self.redis()?.keys(&key_bytes(key)?))
     }
 
     /// The key bound, or None when unbounded.

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::PyRateLimiter;
 use crate::metrics::LATENCY_BOUNDS_US;
+use crate::store::remote::RemoteStore;
 use crate::store::OnFull;
 
 impl PyRateLimiter {
@@ -23,6 +24,9 @@ impl PyRateLimiter {
             s.bans = remote.bans_begun();
             breaker = remote.health().breaker_state().name();
             cache_hits = remote.local_cache().0;
+            if let RemoteStore::Postgres(pg) = remote {
+                (s.cleanup_runs, s.expired_removed) = pg.sweeps();
+            }
         }
         let dict = PyDict::new(py);
         dict.set_item(intern!(py, "allowed"), s.allowed)?;
@@ -64,14 +68,8 @@ impl PyRateLimiter {
         let dict = PyDict::new(py);
         dict.set_item("name", &self.name)?;
         dict.set_item("algorithm", self.algorithm())?;
-        dict.set_item(
-            "storage",
-            if self.remote.is_some() {
-                "redis"
-            } else {
-                "memory"
-            },
-        )?;
+        let storage = self.remote.as_ref().map_or("memory", RemoteStore::kind);
+        dict.set_item("storage", storage)?;
         dict.set_item("decisions", decisions)?;
         dict.set_item("near_limit", tally.near_limit)?;
         for name in [

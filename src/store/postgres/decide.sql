@@ -95,13 +95,14 @@ END $$;
 
 CREATE OR REPLACE FUNCTION __SCHEMA__.put_ban(
     p_key bytea, p_until bigint, p_refusals bigint[], p_expires_at bigint
-) RETURNS void LANGUAGE sql AS $$
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO __SCHEMA__.bans AS b (key, until, refusals, expires_at)
     VALUES (p_key, p_until, p_refusals, p_expires_at)
     ON CONFLICT (key) DO UPDATE
        SET until = excluded.until, refusals = excluded.refusals,
-           expires_at = excluded.expires_at
-$$;
+           expires_at = excluded.expires_at;
+END $$;
 
 -- One decision: every rule decided, spent in all of them only if all admit,
 -- the most restrictive reported (when admitted the least remaining, then
@@ -133,7 +134,7 @@ DECLARE
 BEGIN
     -- One decision at a time per key (a digest collision only serializes).
     PERFORM pg_advisory_xact_lock(
-        ('x' || encode(substring(p_key FROM 1 FOR 8), 'hex'))::bit(64)::bigint);
+        ('x' || encode(substring(p_key FROM greatest(length(p_key) - 7, 1) FOR 8), 'hex'))::bit(64)::bigint);
     SELECT b.until INTO v_until FROM __SCHEMA__.bans b
      WHERE b.key = p_key AND b.until > v_now;
     IF v_until IS NOT NULL THEN

@@ -47,13 +47,14 @@ END $$;
 CREATE OR REPLACE FUNCTION __SCHEMA__.gcra_commit(
     p_key bytea, p_rule smallint, p_limit bigint, p_window bigint, p_burst bigint,
     p_cost bigint, p_now bigint, w1 bigint, w2 bigint, w3 bigint, w4 bigint
-) RETURNS void LANGUAGE sql AS $$
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
     -- The state matters until the debt drains: a burst above the limit
     -- takes burst / limit windows, the span the lifetime is capped at.
-    SELECT __SCHEMA__.put(
+    PERFORM __SCHEMA__.put(
         p_key, p_rule, p_now, w1, 0, '{}',
         __SCHEMA__.expiry(p_now, __SCHEMA__.ceil_div(w1, p_limit),
             CASE WHEN p_burst > p_limit
                  THEN __SCHEMA__.ceil_div(p_burst * p_window, p_limit)
-                 ELSE p_window END))
-$$;
+                 ELSE p_window END));
+END $$;

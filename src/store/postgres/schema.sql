@@ -38,7 +38,7 @@ CREATE INDEX IF NOT EXISTS bans_expires_at ON __SCHEMA__.bans (expires_at);
 
 -- The time of a call: p_now, or the server's clock.
 CREATE OR REPLACE FUNCTION __SCHEMA__.now_us(p_now bigint) RETURNS bigint
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql VOLATILE AS $$
     SELECT coalesce(p_now, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
 $$;
 
@@ -56,13 +56,14 @@ $$;
 CREATE OR REPLACE FUNCTION __SCHEMA__.put(
     p_key bytea, p_rule smallint, p_a bigint, p_b bigint, p_c bigint,
     p_log bigint[], p_expires_at bigint
-) RETURNS void LANGUAGE sql AS $$
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO __SCHEMA__.state AS s (key, rule, a, b, c, log, expires_at)
     VALUES (p_key, p_rule, p_a, p_b, p_c, p_log, p_expires_at)
     ON CONFLICT (key, rule) DO UPDATE
        SET a = excluded.a, b = excluded.b, c = excluded.c, log = excluded.log,
-           expires_at = excluded.expires_at
-$$;
+           expires_at = excluded.expires_at;
+END $$;
 
 -- A write's lifetime: positive and at most twice the span (as the Redis
 -- store's TTLs).

@@ -81,7 +81,8 @@ END $$;
 CREATE OR REPLACE FUNCTION __SCHEMA__.sliding_commit(
     p_key bytea, p_rule smallint, p_limit bigint, p_window bigint, p_burst bigint,
     p_cost bigint, p_now bigint, w1 bigint, w2 bigint, w3 bigint, w4 bigint
-) RETURNS void LANGUAGE sql AS $$
-    SELECT __SCHEMA__.put(p_key, p_rule, w1, w2, w3, '{}',
-                          __SCHEMA__.expiry(p_now, 2 * p_window - w4, p_window))
-$$;
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM __SCHEMA__.put(p_key, p_rule, w1, w2, w3, '{}',
+                          __SCHEMA__.expiry(p_now, 2 * p_window - w4, p_window));
+END $$;

@@ -114,36 +114,5 @@ impl RedisStore {
     }
 }
 
-/// Idle blocking connections, and the fork generation they were made in.
-#[derive(Default)]
-pub(super) struct BlockingPool {
-    forks: u64,
-    idle: Vec<resp::Conn>,
-}
-
-/// Idle blocking connections kept at most; more are closed when returned.
-const MAX_IDLE: usize = 64;
-
-impl BlockingPool {
-    fn take(&mut self) -> Option<resp::Conn> {
-        let forks = crate::fork::generation();
-        if self.forks != forks {
-            // Inherited across fork: the sockets are the parent's too, and
-            // a reply to the parent's call could be read here. The copies
-            // are left alone (never used, never closed).
-            for conn in self.idle.drain(..) {
-                std::mem::forget(conn);
-            }
-            self.forks = forks;
-        }
-        self.idle.pop()
-    }
-
-    fn put(&mut self, conn: resp::Conn) {
-        if self.forks != crate::fork::generation() {
-            std::mem::forget(conn); // made before a fork (see `take`)
-        } else if self.idle.len() < MAX_IDLE {
-            self.idle.push(conn);
-        }
-    }
-}
+/// Idle blocking connections (at most 64).
+pub(super) type BlockingPool = crate::store::remote::pool::IdlePool<resp::Conn, 64>;

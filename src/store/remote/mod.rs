@@ -10,6 +10,7 @@
 //! an error, the decision counted).
 
 pub mod breaker;
+pub mod pool;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -371,5 +372,110 @@ impl Health {
                 }
             }
         });
+    }
+}
+
+/// A limiter's remote store, whichever server it is on: what the binding
+/// holds. Decisions, bans and clearing mean the same on both; what only one
+/// server has (Redis's event-loop link and local cache) is reached through
+/// its variant.
+#[derive(Clone)]
+pub enum RemoteStore {
+    Redis(Arc<crate::store::redis::RedisStore>),
+    Postgres(Arc<crate::store::postgres::PgStore>),
+}
+
+/// Dispatches `$call` to whichever store `$self` holds.
+macro_rules! either {
+    ($self:expr, $s:ident => $call:expr) => {
+        match $self {
+            RemoteStore::Redis($s) => $call,
+            RemoteStore::Postgres($s) => $call,
+        }
+    };
+}
+
+impl RemoteStore {
+    /// The failure policy, breaker and counters of the store's calls.
+    pub fn health(&self) -> &Health {
+        either!(self, s => s.health())
+    }
+
+    /// `"redis"` or `"postgresql"`.
+    pub fn kind(&self) -> &'static str {
+        self.health().backend().kind()
+    }
+
+    /// The storage URL, passwords masked.
+    pub fn url_shown(&self) -> String {
+        either!(self, s => s.url_shown())
+    }
+
+    /// Bans begun by this process.
+    pub fn bans_begun(&self) -> u64 {
+        either!(self, s => s.bans_begun())
+    }
+
+    /// Answers from Redis's local over-limit cache, and keys it holds (none
+    /// on PostgreSQL).
+    pub fn local_cache(&self) -> (u64, usize) {
+        match self {
+            RemoteStore::Redis(s) => s.local_cache(),
+            RemoteStore::Postgres(_) => (0, 0),
+        }
+    }
+
+    /// A hit, blocking the calling thread; the failure policy applied.
+    pub fn hit_blocking(
+        &self,
+        key: &[u8],
+        cost: u64,
+        now_us: Option<u64>,
+    ) -> Result<Outcome, StoreError> {
+        either!(self, s => s.hit_blocking(key, cost, now_us))
+    }
+
+    /// A peek, blocking the calling thread; the failure policy applied.
+    pub fn peek_blocking(&self, key: &[u8], now_us: Option<u64>) -> Result<Outcome, StoreError> {
+        either!(self, s => s.peek_blocking(key, now_us))
+    }
+
+    /// An awaitable peek.
+    pub async fn peek(&self, key: &[u8], now_us: Option<u64>) -> Result<Outcome, StoreError> {
+        either!(self, s => s.peek(key, now_us).await)
+    }
+
+    /// Drops `key`'s state; whether it had any.
+    pub async fn reset(&self, key: &[u8]) -> Result<bool, StoreError> {
+        either!(self, s => s.reset(key).await)
+    }
+
+    /// Drops every key of this limiter.
+    pub async fn clear(&self) -> Result<u64, StoreError> {
+        either!(self, s => s.clear().await)
+    }
+
+    /// Bans `key` for `duration` (ns) from now.
+    pub async fn ban(
+        &self,
+        key: &[u8],
+        duration: crate::clock::Nanos,
+        now_us: Option<u64>,
+    ) -> Result<(), StoreError> {
+        either!(self, s => s.ban(key, duration, now_us).await)
+    }
+
+    /// Lifts `key`'s ban; whether it was banned.
+    pub async fn unban(&self, key: &[u8], now_us: Option<u64>) -> Result<bool, StoreError> {
+        either!(self, s => s.unban(key, now_us).await)
+    }
+
+    /// How long `key` stays banned (ns).
+    pub async fn banned_for(
+        &self,
+        key: &[u8],
+        now_us: Option<u64>,
+    ) -> Result<Option<crate::clock::Nanos>, StoreError> {
+        either!(self, s => s.banned_for(key, now_us).await)
     }
 }
