@@ -9,6 +9,7 @@ binaries are looked up on ``PATH`` and in the usual Debian place
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -73,18 +74,58 @@ class PostgresServer:
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             user=uid, group=gid,
         )  # fmt: skip
+        self._command = [
+            str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+            "-h", "127.0.0.1", "-k", str(self.dir), "-c", "fsync=off",
+            "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+        ]  # fmt: skip
+        self._ids = (uid, gid)
+        self._start()
+        with self.connect("postgres") as conn:
+            conn.autocommit = True
+            conn.execute("CREATE DATABASE test")
+
+    def _start(self) -> None:
+        uid, gid = self._ids
         self.proc = subprocess.Popen(
-            [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
-             "-h", "127.0.0.1", "-k", str(self.dir), "-c", "fsync=off",
-             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+            self._command,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, user=uid, group=gid,
         )  # fmt: skip
         wait_for_port(self.port, timeout=30)
         self._wait_ready()
-        with self.connect("postgres") as conn:
-            conn.autocommit = True
-            conn.execute("CREATE DATABASE test")
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        """`sig` to the server and each of its processes (every backend
+        calls setsid(), so they are not in the server's process group)."""
+        pids = [self.proc.pid]
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                with open(stat) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if int(fields[1]) == self.proc.pid:  # its parent is the server
+                pids.append(int(stat.split("/")[2]))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def pause(self) -> None:
+        """SIGSTOP to the server and every backend."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL to the server and every backend, keeping the data."""
+        self._signal_all(signal.SIGKILL)
+        self.proc.wait(timeout=20)
+
+    def restart(self) -> None:
+        """Starts the server again on the same port and data (after kill)."""
+        self._start()
 
     @property
     def url(self) -> str:
@@ -112,6 +153,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
+            self.resume()  # a paused server cannot shut down
             os.kill(self.proc.pid, signal.SIGINT)  # fast shutdown
             try:
                 self.proc.wait(timeout=20)

@@ -150,24 +150,41 @@ def test_threads_admit_exactly_the_limit(postgres: PostgresServer) -> None:
 
 
 def _hits(url: str, n: int, out: Any) -> None:
+    """8 threads of `n` hits each on one key; puts the admitted count."""
     lim = RateLimiter(
-        rate="300/hour", storage=url, on_error="raise", pg_schema=SCHEMA,
-        key_prefix="procs", timeout=5,
+        rate="10000/hour", storage=url, on_error="raise", pg_schema=SCHEMA,
+        key_prefix="procs", timeout=30,
     )  # fmt: skip
-    out.put(sum(lim.allow("hot") for _ in range(n)))
+    counts: list[int] = []
+
+    def worker() -> None:
+        counts.append(sum(lim.allow("hot") for _ in range(n)))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put((sum(counts), lim.stats()["storage_errors"]))
 
 
-def test_processes_admit_exactly_the_limit(postgres: PostgresServer) -> None:
+def test_processes_and_threads_admit_exactly_the_limit(
+    postgres: PostgresServer,
+) -> None:
+    """4 processes x 8 threads x 1,000 hits on one key: exactly 10,000."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_hits, args=(postgres.url, 150, out)) for _ in range(4)]
+    procs = [
+        ctx.Process(target=_hits, args=(postgres.url, 1000, out)) for _ in range(4)
+    ]
     for p in procs:
         p.start()
-    total = sum(out.get(timeout=60) for _ in procs)
+    results = [out.get(timeout=300) for _ in procs]
     for p in procs:
         p.join(timeout=30)
         assert p.exitcode == 0
-    assert total == 300
+    assert sum(admitted for admitted, _ in results) == 10_000
+    assert [errors for _, errors in results] == [0, 0, 0, 0]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -184,6 +201,30 @@ def test_a_forked_child_opens_its_own_connections(postgres: PostgresServer) -> N
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert [lim.allow("k"), lim.allow("k")] == [True, False]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_calls_sync_and_async_within_a_second(
+    postgres: PostgresServer,
+) -> None:
+    lim = make(postgres.url, rate="10/hour", key_prefix="fork-async")
+
+    async def both() -> bool:
+        return lim.allow("k") and await lim.aallow("k")
+
+    assert asyncio.run(both())  # the parent's connections exist
+    pid = os.fork()
+    if pid == 0:
+        try:
+            started = time.monotonic()
+            ok = asyncio.run(both()) and time.monotonic() - started < 1
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert asyncio.run(both())
+    assert lim.remaining("k") == 4
 
 
 def state_rows(postgres: PostgresServer, schema: str) -> list[tuple[Any, ...]]:
@@ -509,3 +550,105 @@ def test_django_settings_take_the_url(postgres: PostgresServer) -> None:
             "WHERE oid = 'rl_django.state'::regclass"
         ).fetchone()
     assert kind == ("p",)
+
+
+def wait_for_breaker_to_close(lim: RateLimiter) -> None:
+    deadline = time.monotonic() + 15
+    while lim.stats()["breaker"] == "open":
+        assert time.monotonic() < deadline, "the breaker never closed"
+        time.sleep(0.05)  # waiting on the real probe
+
+
+@pytest.mark.parametrize("on_error", ["allow", "deny", "raise"])
+def test_a_paused_server_costs_the_deadline_then_recovers(
+    own_server: PostgresServer, on_error: str
+) -> None:
+    lim = make(own_server.url, rate="5/minute", on_error=on_error, timeout=0.2,
+               pg_schema="rl_pause")  # fmt: skip
+    assert lim.allow("k") is True
+    own_server.pause()
+    try:
+        for _ in range(4):
+            result, took = timed(lambda: lim.allow("k"))
+            assert took <= 2 * 0.2 + 0.05
+            if on_error == "raise":
+                assert isinstance(result, StorageError)
+            else:
+                assert result is (on_error == "allow")
+
+        async def awaited() -> Any:
+            try:
+                return await lim.aallow("k")
+            except StorageError as e:
+                return e
+
+        started = time.monotonic()
+        asyncio.run(awaited())
+        assert time.monotonic() - started <= 2 * 0.2 + 0.05
+        assert lim.stats()["breaker"] == "open"
+    finally:
+        own_server.resume()
+    wait_for_breaker_to_close(lim)
+    assert lim.allow("k") is True
+    assert asyncio.run(lim.aallow("k")) is True
+
+
+def test_a_killed_and_restarted_server(own_server: PostgresServer) -> None:
+    lim = make(own_server.url, rate="5/minute", on_error="deny", timeout=0.2,
+               pg_schema="rl_restart")  # fmt: skip
+    assert lim.allow("k") is True
+    own_server.kill()
+    for _ in range(4):
+        result, took = timed(lambda: lim.allow("k"))
+        assert result is False
+        assert took <= 2 * 0.2 + 0.05
+    own_server.restart()
+    wait_for_breaker_to_close(lim)
+    # Unlogged tables are emptied by the crash: the key starts afresh.
+    assert [lim.allow("k") for _ in range(6)] == [True] * 5 + [False]
+    assert asyncio.run(lim.aallow("other")) is True
+
+
+def test_a_repeatable_read_default_changes_nothing(own_server: PostgresServer) -> None:
+    with own_server.connect() as admin:
+        admin.autocommit = True
+        admin.execute(
+            "ALTER DATABASE test SET default_transaction_isolation = 'repeatable read'"
+        )
+    lim = make(own_server.url, rate="100/hour", pg_schema="rl_rr")
+    counts: list[int] = []
+
+    def worker() -> None:
+        counts.append(sum(lim.allow("hot") for _ in range(50)))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(counts) == 100
+    assert lim.stats()["storage_errors"] == 0
+
+
+def test_a_dropped_schema_is_installed_again(postgres: PostgresServer) -> None:
+    lim = make(postgres.url, rate="3/minute", pg_schema="rl_dropped")
+    assert lim.allow("k") is True
+    with postgres.connect() as conn:
+        conn.execute("DROP SCHEMA rl_dropped CASCADE")
+        conn.commit()
+    with pytest.raises(StorageError, match="is not installed yet; installing it"):
+        lim.allow("k")
+    deadline = time.monotonic() + 15
+    while True:  # waiting on the real background install
+        try:
+            first = lim.allow("k")
+            break
+        except StorageError:
+            assert time.monotonic() < deadline, "the schema was never installed"
+            time.sleep(0.05)
+    assert [first, lim.allow("k"), lim.allow("k"), lim.allow("k")] == [
+        True,
+        True,
+        True,
+        False,
+    ]

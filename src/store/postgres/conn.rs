@@ -85,7 +85,13 @@ impl Connect {
     fn with_timeout(&self, timeout: Duration, unlogged: bool) -> Config {
         let mut config = self.config.clone();
         let ms = timeout.as_millis().max(1);
-        let mut ours = format!("-c statement_timeout={ms}");
+        // Each statement of the functions must see the rows committed
+        // before it (read committed), whatever the database's default
+        // isolation: under repeatable read a decision waiting for the key's
+        // lock would read the state as it was before the lock's holder
+        // wrote it.
+        let mut ours =
+            format!("-c statement_timeout={ms} -c default_transaction_isolation=read\\ committed");
         if unlogged {
             // Unlogged state does not survive a crash anyway: a commit need
             // not wait for its WAL record to reach the disk.
@@ -172,7 +178,8 @@ async fn install_on(
     unlogged: bool,
 ) -> std::result::Result<(), String> {
     let sql = format!(
-        "SET statement_timeout = 0;\nBEGIN;\nSELECT pg_advisory_xact_lock(7263500411);\n{}COMMIT;",
+        "SET statement_timeout = 0;\nBEGIN;\nSET LOCAL synchronous_commit = on;\n\
+         SELECT pg_advisory_xact_lock(7263500411);\n{}COMMIT;",
         schema_sql(schema, unlogged)
     );
     match client.batch_execute(&sql).await {
@@ -281,6 +288,18 @@ impl PgStore {
         let peer = &self.connect.peer;
         if let Some(db) = e.as_db_error() {
             let code = db.code();
+            if [
+                SqlState::INVALID_SCHEMA_NAME,
+                SqlState::UNDEFINED_TABLE,
+                SqlState::UNDEFINED_FUNCTION,
+            ]
+            .contains(code)
+                && self.schema.ready.swap(false, Ordering::AcqRel)
+            {
+                // The schema went (dropped, or lost by a crash before its
+                // install reached the disk): install it again.
+                return self.install_later();
+            }
             let what = if *code == SqlState::QUERY_CANCELED {
                 return self.health.error(format!(
                     "the server cancelled the statement ({}; statement_timeout={} ms)",
