@@ -1,57 +1,11 @@
--- What one rule answers (see fixed.sql): the decision, and what its commit
--- needs when admitted.
+-- What one rule answers (see fixed.sql): the decision, and when a hit is
+-- admitted the rule's row as it must be written.
 DO $$ BEGIN
     CREATE TYPE __SCHEMA__.answer AS (
         allowed boolean, remaining bigint, reset bigint, retry bigint,
-        w1 bigint, w2 bigint, w3 bigint, w4 bigint
+        a bigint, b bigint, c bigint, log bigint[], expires bigint
     );
 EXCEPTION WHEN duplicate_object THEN NULL;
-END $$;
-
-CREATE OR REPLACE FUNCTION __SCHEMA__.decide_rule(
-    p_key bytea, p_rule smallint, p_algorithm text, p_limit bigint, p_window bigint,
-    p_burst bigint, p_mode text, p_cost bigint, p_now bigint
-) RETURNS __SCHEMA__.answer LANGUAGE plpgsql AS $$
-DECLARE
-    a __SCHEMA__.answer;
-BEGIN
-    IF p_algorithm = 'fixed' THEN
-        SELECT * INTO a FROM __SCHEMA__.fixed_decide(
-            p_key, p_rule, p_limit, p_window, p_burst, p_mode, p_cost, p_now);
-    ELSIF p_algorithm = 'sliding' THEN
-        SELECT * INTO a FROM __SCHEMA__.sliding_decide(
-            p_key, p_rule, p_limit, p_window, p_burst, p_mode, p_cost, p_now);
-    ELSIF p_algorithm = 'sliding_log' THEN
-        SELECT * INTO a FROM __SCHEMA__.sliding_log_decide(
-            p_key, p_rule, p_limit, p_window, p_burst, p_mode, p_cost, p_now);
-    ELSIF p_algorithm IN ('gcra', 'token_bucket') THEN
-        SELECT * INTO a FROM __SCHEMA__.gcra_decide(
-            p_key, p_rule, p_limit, p_window, p_burst, p_mode, p_cost, p_now);
-    ELSE
-        RAISE EXCEPTION 'unknown algorithm %', p_algorithm;
-    END IF;
-    RETURN a;
-END $$;
-
-CREATE OR REPLACE FUNCTION __SCHEMA__.commit_rule(
-    p_key bytea, p_rule smallint, p_algorithm text, p_limit bigint, p_window bigint,
-    p_burst bigint, p_cost bigint, p_now bigint, a __SCHEMA__.answer
-) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    IF p_algorithm = 'fixed' THEN
-        PERFORM __SCHEMA__.fixed_commit(p_key, p_rule, p_limit, p_window, p_burst,
-                                        p_cost, p_now, a.w1, a.w2, a.w3, a.w4);
-    ELSIF p_algorithm = 'sliding' THEN
-        PERFORM __SCHEMA__.sliding_commit(p_key, p_rule, p_limit, p_window, p_burst,
-                                          p_cost, p_now, a.w1, a.w2, a.w3, a.w4);
-    ELSIF p_algorithm = 'sliding_log' THEN
-        PERFORM __SCHEMA__.sliding_log_commit(p_key, p_rule, p_limit, p_window,
-                                              p_burst, p_cost, p_now, a.w1, a.w2,
-                                              a.w3, a.w4);
-    ELSE
-        PERFORM __SCHEMA__.gcra_commit(p_key, p_rule, p_limit, p_window, p_burst,
-                                       p_cost, p_now, a.w1, a.w2, a.w3, a.w4);
-    END IF;
 END $$;
 
 -- Whether answer a is more restrictive than b: refused before admitted,
@@ -126,6 +80,7 @@ DECLARE
     v_cost bigint := CASE WHEN p_mode = 'peek' THEN 1 ELSE p_cost END;
     rules integer := array_length(p_limits, 1);
     r __SCHEMA__.answer;
+    best __SCHEMA__.answer;
     answers __SCHEMA__.answer[];
     worst integer := 1;
     everyone boolean := true;
@@ -148,15 +103,39 @@ BEGIN
         RETURN;
     END IF;
     FOR i IN 1..rules LOOP
-        r := __SCHEMA__.decide_rule(p_key, i::smallint, p_algorithm, p_limits[i],
-                                    p_windows[i], p_bursts[i], p_mode, v_cost, v_now);
-        answers[i] := r;
+        -- Each algorithm's function called directly (no dispatching layer:
+        -- every nested call costs a statement).
+        IF p_algorithm = 'fixed' THEN
+            r := __SCHEMA__.fixed_decide(
+                p_key, i::smallint, p_limits[i], p_windows[i], p_bursts[i], p_mode,
+                v_cost, v_now);
+        ELSIF p_algorithm = 'sliding' THEN
+            r := __SCHEMA__.sliding_decide(
+                p_key, i::smallint, p_limits[i], p_windows[i], p_bursts[i], p_mode,
+                v_cost, v_now);
+        ELSIF p_algorithm = 'sliding_log' THEN
+            r := __SCHEMA__.sliding_log_decide(
+                p_key, i::smallint, p_limits[i], p_windows[i], p_bursts[i], p_mode,
+                v_cost, v_now);
+        ELSIF p_algorithm IN ('gcra', 'token_bucket') THEN
+            r := __SCHEMA__.gcra_decide(
+                p_key, i::smallint, p_limits[i], p_windows[i], p_bursts[i], p_mode,
+                v_cost, v_now);
+        ELSE
+            RAISE EXCEPTION 'unknown algorithm %', p_algorithm;
+        END IF;
         everyone := everyone AND r.allowed;
-        IF i > 1 AND __SCHEMA__.worse(r, answers[worst]) THEN
+        IF i = 1 THEN
+            best := r;
+        ELSIF __SCHEMA__.worse(r, best) THEN
+            best := r;
             worst := i;
         END IF;
+        IF rules > 1 THEN
+            answers[i] := r;
+        END IF;
     END LOOP;
-    r := answers[worst];
+    r := best;
     allowed := r.allowed;
     "limit" := p_limits[worst];
     remaining := r.remaining;
@@ -166,8 +145,14 @@ BEGIN
     IF everyone THEN
         IF p_mode = 'hit' THEN
             FOR i IN 1..rules LOOP
-                PERFORM __SCHEMA__.commit_rule(p_key, i::smallint, p_algorithm,
-                    p_limits[i], p_windows[i], p_bursts[i], v_cost, v_now, answers[i]);
+                IF rules > 1 THEN
+                    r := answers[i];
+                END IF;
+                INSERT INTO __SCHEMA__.state AS s (key, rule, a, b, c, log, expires_at)
+                VALUES (p_key, i::smallint, r.a, r.b, r.c, r.log, r.expires)
+                ON CONFLICT (key, rule) DO UPDATE
+                   SET a = excluded.a, b = excluded.b, c = excluded.c,
+                       log = excluded.log, expires_at = excluded.expires_at;
             END LOOP;
         END IF;
     ELSIF p_mode = 'hit' AND p_ban[1] > 0

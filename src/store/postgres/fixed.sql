@@ -1,16 +1,16 @@
 -- Fixed window: a = window start, b = spent.
 --
--- Every algorithm defines <name>_decide and <name>_commit (see decide.sql).
+-- Every algorithm defines <name>_decide (see decide.sql):
 -- _decide(key, rule, limit, window, burst, mode, cost, now) -> allowed,
---   remaining, reset, retry, and when admitted w1..w4, what _commit needs.
---   A peek reports remaining and reset as they stand, before the hit.
--- _commit(key, rule, limit, window, burst, cost, now, w1..w4) writes an
---   admitted hit.
+--   remaining, reset, retry, and when a hit is admitted the rule's row as
+--   it must be written (a, b, c, log, expires); decide() writes it only if
+--   every rule admits. A peek reports remaining and reset as they stand,
+--   before the hit, and no row.
 CREATE OR REPLACE FUNCTION __SCHEMA__.fixed_decide(
     p_key bytea, p_rule smallint, p_limit bigint, p_window bigint, p_burst bigint,
     p_mode text, p_cost bigint, p_now bigint,
     OUT allowed boolean, OUT remaining bigint, OUT reset bigint, OUT retry bigint,
-    OUT w1 bigint, OUT w2 bigint, OUT w3 bigint, OUT w4 bigint
+    OUT a bigint, OUT b bigint, OUT c bigint, OUT log bigint[], OUT expires bigint
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_start bigint;
@@ -31,21 +31,14 @@ BEGIN
             RETURN;
         END IF;
         remaining := p_limit - v_count - p_cost;
-        w1 := v_start;
-        w2 := v_count + p_cost;
-        w3 := reset;
+        a := v_start;
+        b := v_count + p_cost;
+        c := 0;
+        log := '{}';
+        expires := __SCHEMA__.expiry(p_now, reset, p_window);
         RETURN;
     END IF;
     allowed := false;
     remaining := p_limit - v_count;
     retry := reset;
-END $$;
-
-CREATE OR REPLACE FUNCTION __SCHEMA__.fixed_commit(
-    p_key bytea, p_rule smallint, p_limit bigint, p_window bigint, p_burst bigint,
-    p_cost bigint, p_now bigint, w1 bigint, w2 bigint, w3 bigint, w4 bigint
-) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM __SCHEMA__.put(p_key, p_rule, w1, w2, 0, '{}',
-                          __SCHEMA__.expiry(p_now, w3, p_window));
 END $$;

@@ -5,7 +5,7 @@ CREATE OR REPLACE FUNCTION __SCHEMA__.gcra_decide(
     p_key bytea, p_rule smallint, p_limit bigint, p_window bigint, p_burst bigint,
     p_mode text, p_cost bigint, p_now bigint,
     OUT allowed boolean, OUT remaining bigint, OUT reset bigint, OUT retry bigint,
-    OUT w1 bigint, OUT w2 bigint, OUT w3 bigint, OUT w4 bigint
+    OUT a bigint, OUT b bigint, OUT c bigint, OUT log bigint[], OUT expires bigint
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_at bigint;
@@ -30,7 +30,16 @@ BEGIN
         remaining := __SCHEMA__.floor_div(tolerance - after, p_window);
         reset := __SCHEMA__.ceil_div(after, p_limit);
         retry := 0;
-        w1 := after;
+        a := p_now;
+        b := after;
+        c := 0;
+        log := '{}';
+        -- The state matters until the debt drains: a burst above the limit
+        -- takes burst / limit windows, the span the lifetime is capped at.
+        expires := __SCHEMA__.expiry(p_now, __SCHEMA__.ceil_div(after, p_limit),
+            CASE WHEN p_burst > p_limit
+                 THEN __SCHEMA__.ceil_div(p_burst * p_window, p_limit)
+                 ELSE p_window END);
         RETURN;
     END IF;
     remaining := __SCHEMA__.floor_div(tolerance - owed, p_window);
@@ -42,19 +51,4 @@ BEGIN
     END IF;
     allowed := false;
     retry := __SCHEMA__.ceil_div(after - tolerance, p_limit);
-END $$;
-
-CREATE OR REPLACE FUNCTION __SCHEMA__.gcra_commit(
-    p_key bytea, p_rule smallint, p_limit bigint, p_window bigint, p_burst bigint,
-    p_cost bigint, p_now bigint, w1 bigint, w2 bigint, w3 bigint, w4 bigint
-) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    -- The state matters until the debt drains: a burst above the limit
-    -- takes burst / limit windows, the span the lifetime is capped at.
-    PERFORM __SCHEMA__.put(
-        p_key, p_rule, p_now, w1, 0, '{}',
-        __SCHEMA__.expiry(p_now, __SCHEMA__.ceil_div(w1, p_limit),
-            CASE WHEN p_burst > p_limit
-                 THEN __SCHEMA__.ceil_div(p_burst * p_window, p_limit)
-                 ELSE p_window END));
 END $$;

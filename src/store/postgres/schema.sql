@@ -52,19 +52,6 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN a >= 0 THEN a / b ELSE -((-a + b - 1) / b) END
 $$;
 
--- Writes rule p_rule's state of p_key, live until p_expires_at.
-CREATE OR REPLACE FUNCTION __SCHEMA__.put(
-    p_key bytea, p_rule smallint, p_a bigint, p_b bigint, p_c bigint,
-    p_log bigint[], p_expires_at bigint
-) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO __SCHEMA__.state AS s (key, rule, a, b, c, log, expires_at)
-    VALUES (p_key, p_rule, p_a, p_b, p_c, p_log, p_expires_at)
-    ON CONFLICT (key, rule) DO UPDATE
-       SET a = excluded.a, b = excluded.b, c = excluded.c, log = excluded.log,
-           expires_at = excluded.expires_at;
-END $$;
-
 -- A write's lifetime: positive and at most twice the span (as the Redis
 -- store's TTLs).
 CREATE OR REPLACE FUNCTION __SCHEMA__.expiry(p_now bigint, p_us bigint, p_span bigint)

@@ -18,7 +18,7 @@ CREATE OR REPLACE FUNCTION __SCHEMA__.sliding_decide(
     p_key bytea, p_rule smallint, p_limit bigint, p_window bigint, p_burst bigint,
     p_mode text, p_cost bigint, p_now bigint,
     OUT allowed boolean, OUT remaining bigint, OUT reset bigint, OUT retry bigint,
-    OUT w1 bigint, OUT w2 bigint, OUT w3 bigint, OUT w4 bigint
+    OUT a bigint, OUT b bigint, OUT c bigint, OUT log bigint[], OUT expires bigint
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_start bigint;
@@ -62,10 +62,11 @@ BEGIN
         END IF;
         remaining := free - p_cost;
         reset := __SCHEMA__.sliding_reset(v_curr + p_cost, v_prev, p_window, e);
-        w1 := v_start;
-        w2 := v_prev;
-        w3 := v_curr + p_cost;
-        w4 := e;
+        a := v_start;
+        b := v_prev;
+        c := v_curr + p_cost;
+        log := '{}';
+        expires := __SCHEMA__.expiry(p_now, 2 * p_window - e, p_window);
         RETURN;
     END IF;
     allowed := false;
@@ -76,13 +77,4 @@ BEGIN
     ELSE
         retry := (p_window - e) + __SCHEMA__.sliding_admit_at(v_curr, p_limit - p_cost, p_window);
     END IF;
-END $$;
-
-CREATE OR REPLACE FUNCTION __SCHEMA__.sliding_commit(
-    p_key bytea, p_rule smallint, p_limit bigint, p_window bigint, p_burst bigint,
-    p_cost bigint, p_now bigint, w1 bigint, w2 bigint, w3 bigint, w4 bigint
-) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM __SCHEMA__.put(p_key, p_rule, w1, w2, w3, '{}',
-                          __SCHEMA__.expiry(p_now, 2 * p_window - w4, p_window));
 END $$;

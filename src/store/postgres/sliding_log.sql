@@ -5,7 +5,7 @@ CREATE OR REPLACE FUNCTION __SCHEMA__.sliding_log_decide(
     p_key bytea, p_rule smallint, p_limit bigint, p_window bigint, p_burst bigint,
     p_mode text, p_cost bigint, p_now bigint,
     OUT allowed boolean, OUT remaining bigint, OUT reset bigint, OUT retry bigint,
-    OUT w1 bigint, OUT w2 bigint, OUT w3 bigint, OUT w4 bigint
+    OUT a bigint, OUT b bigint, OUT c bigint, OUT log bigint[], OUT expires bigint
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_log bigint[];
@@ -37,8 +37,11 @@ BEGIN
         END IF;
         remaining := remaining - p_cost;
         reset := p_window;
-        w1 := dead;
-        w2 := total;
+        a := 0;
+        b := total + p_cost;
+        c := 0;
+        log := coalesce(v_log[2 * dead + 1:], '{}') || ARRAY[p_now, p_cost];
+        expires := __SCHEMA__.expiry(p_now, p_window, p_window);
         RETURN;
     END IF;
     -- Wait for the oldest live pairs to leave until the cost fits.
@@ -50,18 +53,4 @@ BEGIN
         EXIT WHEN v_log[2 * i] >= need;
         need := need - v_log[2 * i];
     END LOOP;
-END $$;
-
-CREATE OR REPLACE FUNCTION __SCHEMA__.sliding_log_commit(
-    p_key bytea, p_rule smallint, p_limit bigint, p_window bigint, p_burst bigint,
-    p_cost bigint, p_now bigint, w1 bigint, w2 bigint, w3 bigint, w4 bigint
-) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    v_log bigint[];
-BEGIN
-    SELECT s.log INTO v_log FROM __SCHEMA__.state s
-     WHERE s.key = p_key AND s.rule = p_rule AND s.expires_at > p_now;
-    v_log := coalesce(v_log[2 * w1 + 1:], '{}') || ARRAY[p_now, p_cost];
-    PERFORM __SCHEMA__.put(p_key, p_rule, 0, w2 + p_cost, 0, v_log,
-                           __SCHEMA__.expiry(p_now, p_window, p_window));
 END $$;
