@@ -313,17 +313,19 @@ class Client:
         self.proc.communicate(timeout=10)
 
 
+@pytest.mark.parametrize("storage", ["redis", "postgresql"])
 @pytest.mark.parametrize("algorithm", ["sliding", "gcra"])
 def test_clients_with_skewed_clocks_share_one_limit(
-    algorithm: str, redis_url: str, prefix: str
+    algorithm: str, storage: str, prefix: str, request: pytest.FixtureRequest
 ) -> None:
     """Two clients whose clocks are two days behind and three hours ahead
-    share one limit exactly: the scripts compute on the server's TIME, never
-    on a client's clock. (Had they used the client's clock, the client ahead
-    would find the window long over, or the debt long drained, and admit a
-    whole limit again.)"""
+    share one limit exactly: the store computes on the server's clock (Redis
+    TIME, PostgreSQL clock_timestamp()), never on a client's. (Had it used
+    the client's clock, the client ahead would find the window long over, or
+    the debt long drained, and admit a whole limit again.)"""
     limit = 30
-    args = (redis_url, prefix, algorithm, str(limit))
+    url = storage_url(request, storage)
+    args = (url, prefix, algorithm, str(limit))
     behind, ahead = Client("-2d", *args), Client("+3h", *args)
     try:
         real = time.time()
@@ -339,5 +341,11 @@ def test_clients_with_skewed_clocks_share_one_limit(
     finally:
         behind.close()
         ahead.close()
-    server_time = redis.Redis.from_url(redis_url).time()[0]
+    server_time: float
+    if storage == "redis":
+        server_time = redis.Redis.from_url(url).time()[0]
+    else:
+        with request.getfixturevalue("postgres").connect() as conn:
+            row = conn.execute("SELECT extract(epoch FROM clock_timestamp())")
+            server_time = float(row.fetchone()[0])
     assert abs(server_time - time.time()) < 60, "the server's clock is real"
