@@ -56,8 +56,6 @@ import functools
 import gc
 import importlib
 import importlib.util
-import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -73,10 +71,10 @@ from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import scenarios as core
-from scenarios import Handle, Impl, Params, Sample, Scenario
+from scenarios import AwaitHandle, CallHandle, Handle
+from scenarios import ServerRow as Row
 
 OURS = "rust_py_rate_limit"
 BASELINE = "evalsha"
@@ -127,83 +125,6 @@ class Ctx:
 
 
 # --------------------------------------------------------------------------
-# Handles. ``run`` counts refusals in the timed loop itself, one call of
-# ``allowed(result)`` per hit for every row, so every row pays the same.
-# --------------------------------------------------------------------------
-
-
-def _true(result: Any) -> bool:
-    return True
-
-
-class CallHandle(Handle):
-    """``fn(key)`` per key; ``allowed(result)`` says whether it was admitted."""
-
-    def __init__(
-        self,
-        fn: Callable[[str], Any],
-        allowed: Callable[[Any], bool] = bool,
-        close: Callable[[], Any] | None = None,
-    ) -> None:
-        self._fn = fn
-        self._allowed = allowed
-        self._close = close
-        self.refused = 0
-
-    def run(self, keys: list[str]) -> None:
-        fn = self._fn
-        allowed = self._allowed
-        refused = 0
-        for k in keys:
-            if not allowed(fn(k)):
-                refused += 1
-        self.refused += refused
-
-    def hit(self, key: str) -> bool:
-        return self._allowed(self._fn(key))
-
-    def close(self) -> None:
-        if self._close is not None:
-            self._close()
-
-
-class AwaitHandle(CallHandle):
-    """``await fn(key)`` per key, ``batch`` awaits at a time (asyncio.gather).
-
-    Runs in its own event loop; ``batch=1`` awaits one call at a time.
-    """
-
-    def __init__(self, fn: Callable[[str], Any], batch: int) -> None:
-        super().__init__(fn)
-        self._batch = batch
-        self._loop = asyncio.new_event_loop()
-
-    async def _arun(self, keys: list[str]) -> int:
-        fn = self._fn
-        refused = 0
-        if self._batch == 1:
-            for k in keys:
-                if not await fn(k):
-                    refused += 1
-            return refused
-        gather = asyncio.gather
-        step = self._batch
-        for i in range(0, len(keys), step):
-            results = await gather(*[fn(k) for k in keys[i : i + step]])
-            refused += sum(1 for r in results if not r)
-        return refused
-
-    def run(self, keys: list[str]) -> None:
-        self.refused += self._loop.run_until_complete(self._arun(keys))
-
-    def hit(self, key: str) -> bool:
-        return self._loop.run_until_complete(self._arun([key])) == 0
-
-    def close(self) -> None:
-        self._loop.close()
-
-
-# --------------------------------------------------------------------------
 # Rows. ``make(ctx, limit, window)`` builds one client or limiter.
 # --------------------------------------------------------------------------
 
@@ -215,14 +136,14 @@ def _redis_client(ctx: Ctx) -> Any:
 def _make_ping(ctx: Ctx, limit: int, window: int) -> Handle:
     client = _redis_client(ctx)
     ping = client.ping
-    return CallHandle(lambda key: ping(), _true, client.close)
+    return CallHandle(lambda key: ping(), core.always_true, client.close)
 
 
 def _make_evalsha(ctx: Ctx, limit: int, window: int) -> Handle:
     client = _redis_client(ctx)
     sha = client.script_load("return 1")
     evalsha = client.evalsha
-    return CallHandle(lambda key: evalsha(sha, 0), _true, client.close)
+    return CallHandle(lambda key: evalsha(sha, 0), core.always_true, client.close)
 
 
 def _ours_limiter(ctx: Ctx, limit: int, window: int, algorithm: str) -> Any:
@@ -340,18 +261,6 @@ def _pyrate(gcra: bool) -> Callable[[Ctx, int, int], Handle]:
     return make
 
 
-@dataclass(frozen=True)
-class Row:
-    """One row of the suite."""
-
-    name: str
-    module: str  # module whose version is reported
-    make: Callable[[Ctx, int, int], Handle]
-    what: str  # what is timed per hit
-    kind: str  # "baseline", "ours", "async" or "peer"
-    vs: str = ""  # peer: our row of the same algorithm; async: the sequential row
-
-
 ROWS: dict[str, Row] = {
     r.name: r
     for r in (
@@ -466,67 +375,6 @@ ROWS: dict[str, Row] = {
 
 
 # --------------------------------------------------------------------------
-# The scenario
-# --------------------------------------------------------------------------
-
-
-class Hits(Scenario):
-    name = "hits"
-    description = (
-        f"{KEYS} fresh keys per run, each hit once untimed, then hits round-robin "
-        f"over them; limit {LIMIT:,} per {WINDOW} s (never reached)"
-    )
-
-    def __init__(self, p: RedisParams) -> None:
-        super().__init__(replace(Params(), repeats=p.repeats))
-        self.hits = p.hits
-        self.refused: dict[str, int] = {}
-
-    def sample(self, impl: Impl, repeat: int) -> Sample:
-        keys = core._prehashed([f"{impl.name}:{repeat + 1}:{i}" for i in range(KEYS)])
-        timed = keys * (self.hits // KEYS)
-        try:
-            with core._limiter(impl, LIMIT) as h:
-                assert isinstance(h, CallHandle)
-                h.run(keys)
-                h.refused = 0
-                ns = core._timed(h, timed)
-                refused = h.refused
-                core._expect(h.hit(keys[0]), True, "first key after the run")
-        except core.SanityError:
-            raise
-        except Exception as exc:  # a Redis error: report the row, keep going
-            raise core.SanityError(f"{type(exc).__name__}: {exc}") from exc
-        if repeat >= 0:
-            self.refused[impl.name] = self.refused.get(impl.name, 0) + refused
-        return {"ns": ns / len(timed)}
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "keys": KEYS,
-            "hits": self.hits,
-            "limit": LIMIT,
-            "window": WINDOW,
-            "refused": self.refused,
-        }
-
-
-def _add_vs(res: dict[str, Any]) -> None:
-    """Each row's ``vs``, ``ratio_vs`` (median / median of vs) and, for a peer,
-    ``ours_over_peer`` (median of our same algorithm / the peer's median)."""
-    results = res["results"]
-    for name, row in results.items():
-        vs = ROWS[name].vs
-        row["vs"] = vs or None
-        row["refused"] = res["refused"].get(name, 0)
-        base = results.get(vs or name, {}).get("median_ns")
-        row["ratio_vs"] = round(row["median_ns"] / base, 4) if base else None
-        if ROWS[name].kind == "peer":
-            ours = results.get(vs, {}).get("median_ns")
-            row["ours_over_peer"] = round(ours / row["median_ns"], 4) if ours else None
-
-
-# --------------------------------------------------------------------------
 # The server
 # --------------------------------------------------------------------------
 
@@ -586,18 +434,6 @@ def redis_server(url: str | None) -> Iterator[tuple[str, str | None]]:
         print(f"  stopped redis-server (pid {proc.pid})", file=sys.stderr)
 
 
-def _shown_url(url: str) -> str:
-    """``url`` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + host))
-
-
 def _delete_prefix(ctx: Ctx) -> int:
     """Deletes every key under ``ctx.prefix`` (SCAN + DEL); returns the count."""
     client = _redis_client(ctx)
@@ -624,41 +460,9 @@ def _server_version(ctx: Ctx) -> str:
         client.close()
 
 
-# --------------------------------------------------------------------------
-# Main
-# --------------------------------------------------------------------------
-
-
-def _version(module: str) -> str | None:
-    version = getattr(importlib.import_module(module), "__version__", None)
-    return None if version is None else str(version)
-
-
-def _loadavg() -> float | None:
-    """The 1-minute load average (None where the OS has none)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
 def _meta(params: RedisParams) -> dict[str, Any]:
-    return {
-        "suite": "redis",
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "params": asdict(params) | {"keys": KEYS, "limit": LIMIT, "window": WINDOW},
-        "baseline": BASELINE,
-        "loadavg": {"start": _loadavg()},
-        "server": None,
-        "unavailable": None,
-        "impls": {},
-        "what": {},
-        "skipped": {},
-        "problems": [],
-    }
+    extra = {"keys": KEYS, "limit": LIMIT, "window": WINDOW}
+    return core.server_meta("redis", asdict(params) | extra, BASELINE)
 
 
 # --------------------------------------------------------------------------
@@ -895,41 +699,23 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         ctx = Ctx(url, f"rprl-bench-{uuid.uuid4().hex[:12]}")
         meta["server"] = {
-            "url": _shown_url(url),
+            "url": core.shown_url(url),
             "throwaway": not args.redis_url,
             "version": _server_version(ctx),
             "prefix": ctx.prefix,
         }
-        impls: list[Impl] = []
         try:
-            for name in names:
-                row = ROWS[name]
-                # Each row its own namespace: limits' strategies, for one, share
-                # key names, so its fixed and moving windows would collide.
-                own = replace(ctx, prefix=f"{ctx.prefix}:{name}")
-                impl = Impl(name, row.module, functools.partial(row.make, own), False)
-                reason = core._unavailable(impl)
-                if reason:
-                    meta["skipped"][name] = reason
-                    print(f"note: skipping {name}: {reason}", file=sys.stderr)
-                else:
-                    impls.append(impl)
-                    meta["impls"][name] = _version(row.module)
-                    meta["what"][name] = row.what
-            for name in scenarios:
+            # Each row its own namespace: limits' strategies, for one, share
+            # key names, so its fixed and moving windows would collide.
+            impls = core.server_impls(
+                ROWS, names, lambda n: replace(ctx, prefix=f"{ctx.prefix}:{n}"), meta
+            )
+            for _ in scenarios:  # "hits", the one scenario
                 if not impls:
                     break
-                t0 = time.monotonic()
-                print(f"{name} ...", file=sys.stderr)
-                scn = Hits(params)
-                res = core.run_timed(scn, impls, params.repeats, problems, BASELINE)
-                _add_vs(res)
-                for row_name, refused in res["refused"].items():
-                    if refused:
-                        problems.append(f"{name}/{row_name}: {refused} hits refused")
-                out["scenarios"][name] = res
-                core.log_summary(res, t0, "median_ns")
-                gc.collect()
+                scn = core.ServerHits(params.repeats, params.hits, KEYS, LIMIT, WINDOW)
+                res = core.run_server_hits(scn, impls, ROWS, BASELINE, problems)
+                out["scenarios"][scn.name] = res
             if not args.no_flood and importlib.util.find_spec(OURS) is not None:
                 print("flood on a refused key ...", file=sys.stderr)
                 out["flood"] = flood(ctx, args.quick)
@@ -949,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_deadline and importlib.util.find_spec(OURS) is not None:
         out["deadline"] = deadline_distribution(args.quick)
         problems.extend(out["deadline"]["problems"])
-    meta["loadavg"]["end"] = _loadavg()
+    meta["loadavg"]["end"] = core.loadavg()
     core.emit_json(out, args.json)
     return 0
 

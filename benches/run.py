@@ -33,10 +33,20 @@ pyrate-limiter); then how long a call takes to give up on a server that
 accepts and never answers (p50/p99/max, timeouts of 10, 50 and 500 ms, sync
 and awaitable; about a minute); writes ``benches/results/latest-redis.json``.
 
-``--suite all`` runs the five, one after the other.
+``--suite postgres``: ``benches/postgres_bench.py`` against one PostgreSQL
+server (``--postgres-url``, or a throwaway one started with the tests' helper
+``tests/python/pg_server.py`` and removed at the end; skipped with a note if
+PostgreSQL is not installed): a raw psycopg prepared ``SELECT 1`` round trip,
+our PostgreSQL store per algorithm, ``await aallow()`` one at a time vs 100
+concurrent, 8 threads on keys of their own vs on one key, and
+pyrate-limiter's ``PostgresBucket``; writes
+``benches/results/latest-postgres.json``.
 
-    .venv/bin/python benches/run.py [--suite core|algorithms|async|http|redis|all]
-        [--quick] [--redis-url redis://host:port/db]
+``--suite all`` runs the six, one after the other.
+
+    .venv/bin/python benches/run.py
+        [--suite core|algorithms|async|http|redis|postgres|all] [--quick]
+        [--redis-url redis://host:port/db] [--postgres-url postgresql://...]
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ from typing import Any
 import algorithms as algo
 import async_suite as aio
 import http_suite as web
+import postgres_bench as pb
 import redis_bench as rb
 import scenarios as core
 
@@ -67,6 +78,7 @@ ALGORITHMS = BENCHES / "algorithms.py"
 ASYNC = BENCHES / "async_suite.py"
 HTTP = BENCHES / "http_suite.py"
 REDIS = BENCHES / "redis_bench.py"
+POSTGRES = BENCHES / "postgres_bench.py"
 RESULTS = BENCHES / "results"
 REQUIREMENTS = BENCHES / "requirements.txt"
 VENV_031 = Path(".venv-bench-031")
@@ -82,7 +94,7 @@ RELABEL_031 = {
 }
 ROWS = MAIN_IMPLS + list(RELABEL_031.values())
 TIMED = ["hot", "over", "keys100k", "newkeys", "threads4"]
-SUITES = ("core", "algorithms", "async", "http", "redis", "all")
+SUITES = ("core", "algorithms", "async", "http", "redis", "postgres", "all")
 # Import names of the peers each suite needs (from benches/requirements.txt).
 PEER_MODULES = {
     "core": ["limits", "token_bucket"],
@@ -90,6 +102,7 @@ PEER_MODULES = {
     "async": [],
     "http": ["slowapi", "flask_limiter"],
     "redis": ["redis", "limits", "throttled", "pyrate_limiter"],
+    "postgres": ["psycopg_pool", "pyrate_limiter"],
 }
 
 
@@ -930,20 +943,26 @@ def http_report(data: dict[str, Any]) -> str:
 REDIS_SCN = "hits"
 
 
+def _server_rows(rows: dict[str, Any], kinds: tuple[str, ...]) -> list[str]:
+    return [name for name, row in rows.items() if row.kind in kinds]
+
+
 def _redis_rows(kinds: tuple[str, ...]) -> list[str]:
-    return [name for name, row in rb.ROWS.items() if row.kind in kinds]
+    return _server_rows(rb.ROWS, kinds)
 
 
-def redis_sync_table(data: dict[str, Any]) -> str:
+def server_sync_table(data: dict[str, Any], rows: dict[str, Any], base: str) -> str:
+    """Baselines, ours and the peers of a server suite; ``base``: the label
+    of the baseline round trip."""
     lines = [
-        "| row | what | µs/hit | x EVALSHA | vs ours | ours / peer | refused |",
+        f"| row | what | µs/hit | x {base} | vs ours | ours / peer | refused |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in _redis_rows(("baseline", "ours", "peer")):
+    for name in _server_rows(rows, ("baseline", "ours", "peer")):
         ns = _get(data, REDIS_SCN, name, "median_ns")
         if ns is None:
             continue
-        row = rb.ROWS[name]
+        row = rows[name]
         ratio = _get(data, REDIS_SCN, name, "ratio")
         ours = _get(data, REDIS_SCN, name, "ours_over_peer")
         refused = _get(data, REDIS_SCN, name, "refused")
@@ -955,16 +974,24 @@ def redis_sync_table(data: dict[str, Any]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
-def redis_async_table(data: dict[str, Any]) -> str:
+def server_rate_table(
+    data: dict[str, Any],
+    rows: dict[str, Any],
+    base: str,
+    kind: str = "async",
+    rate_vs: str = "one at a time",
+) -> str:
+    """Rows of ``kind`` with their rate, and their rate over their ``vs``
+    row's (``rate_vs`` names it)."""
     lines = [
-        "| row | what | µs/hit | x EVALSHA | hits/s | rate x one at a time |",
+        f"| row | what | µs/hit | x {base} | hits/s | rate x {rate_vs} |",
         "|---|---|---|---|---|---|",
     ]
-    for name in _redis_rows(("async",)):
+    for name in _server_rows(rows, (kind,)):
         ns = _get(data, REDIS_SCN, name, "median_ns")
         if ns is None:
             continue
-        row = rb.ROWS[name]
+        row = rows[name]
         ratio = _get(data, REDIS_SCN, name, "ratio")
         speedup = _div(1.0, _get(data, REDIS_SCN, name, "ratio_vs"))
         lines.append(
@@ -972,6 +999,14 @@ def redis_async_table(data: dict[str, Any]) -> str:
             f"| {1e9 / ns:,.0f} | {_ratio_text(speedup)} |"
         )
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def redis_sync_table(data: dict[str, Any]) -> str:
+    return server_sync_table(data, rb.ROWS, "EVALSHA")
+
+
+def redis_async_table(data: dict[str, Any]) -> str:
+    return server_rate_table(data, rb.ROWS, "EVALSHA")
 
 
 def redis_deadline_table(data: dict[str, Any]) -> str:
@@ -1103,32 +1138,33 @@ def redis_notes(data: dict[str, Any]) -> list[str]:
     return notes
 
 
-def redis_report(data: dict[str, Any]) -> str:
-    meta = data["processes"]["main"]
-    parts = ["## Benchmarks: redis", ""]
-    if meta["unavailable"]:
-        parts.append(f"**Skipped: {meta['unavailable']}**")
-        return "\n".join(parts)
+def _server_intro(
+    meta: dict[str, Any],
+    rows: dict[str, Any],
+    packages: dict[str, str],
+    server_name: str,
+    base: str,
+) -> list[str]:
+    """The paragraphs that open a server suite's report."""
     server = meta["server"]
     versions = ", ".join(
-        f"{rb.PACKAGES.get(m, m)} {v}"
+        f"{packages.get(m, m)} {v}"
         for m, v in sorted(
-            {rb.ROWS[n].module: v for n, v in meta["impls"].items() if v}.items()
+            {rows[n].module: v for n, v in meta["impls"].items() if v}.items()
         )
     )
     params = meta["params"]
-    parts.append(
+    parts = [
         f"Python {meta['python']} on {meta['platform']}, {meta['cpu_count']} CPUs; "
-        f"redis-server {server['version']} at {server['url']} "
+        f"{server_name} at {server['url']} "
         f"({'throwaway, started for this run' if server['throwaway'] else 'given'}); "
         f"{versions}. One process, one server: median of {params['repeats']} "
         f"interleaved repeats (rotated order) of {params['hits']:,} timed hits "
         f"over {params['keys']} fresh keys (each hit once untimed first), limit "
         f"{_limit_text(params['limit'])} per {params['window']} s (never reached); "
-        "cells are µs/hit (x the redis-py EVALSHA round trip of `return 1` measured in "
-        "the same run). `ours / peer`: our same algorithm's µs/hit / the "
-        "peer's (below 1: ours faster)."
-    )
+        f"cells are µs/hit (x {base} measured in the same run). `ours / peer`: "
+        "our same algorithm's µs/hit / the peer's (below 1: ours faster)."
+    ]
     load = meta.get("loadavg", {})
     if load.get("start") is not None:
         parts.append(
@@ -1137,6 +1173,23 @@ def redis_report(data: dict[str, Any]) -> str:
             "above that, other processes competed for the CPU and the round "
             "trips are noisy)."
         )
+    return parts
+
+
+def redis_report(data: dict[str, Any]) -> str:
+    meta = data["processes"]["main"]
+    parts = ["## Benchmarks: redis", ""]
+    if meta["unavailable"]:
+        parts.append(f"**Skipped: {meta['unavailable']}**")
+        return "\n".join(parts)
+    server = meta["server"]
+    parts += _server_intro(
+        meta,
+        rb.ROWS,
+        rb.PACKAGES,
+        f"redis-server {server['version']}",
+        "the redis-py EVALSHA round trip of `return 1`",
+    )
     sections = [
         ("Sync, per hit", redis_sync_table(data)),
         ("Async (ours, fixed window), per hit", redis_async_table(data)),
@@ -1172,6 +1225,97 @@ def redis_report(data: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------
+# The postgres suite (benches/postgres_bench.py)
+# --------------------------------------------------------------------------
+
+
+def postgres_targets() -> list[Target]:
+    return [
+        Target(
+            f"ours fixed allow() <= {pb.SELECT1_BUDGET}x a psycopg prepared "
+            "`SELECT 1` round trip",
+            _field(REDIS_SCN, "fixed", "ratio"),
+            "<=",
+            pb.SELECT1_BUDGET,
+        ),
+        Target(
+            "ours sliding_log >= 2x faster than pyrate-limiter's PostgresBucket: "
+            f"ours / peer <= {pb.PEER_BUDGET:.2f}",
+            _field(REDIS_SCN, "pyrate_bucket", "ours_over_peer"),
+            "<=",
+            pb.PEER_BUDGET,
+        ),
+        Target(
+            f"{pb.KEYS} concurrent await aallow() >= {pb.GATHER_FACTOR:.0f}x the "
+            "one-at-a-time rate",
+            _faster(REDIS_SCN, "aallow", "aallow_gather"),
+            ">=",
+            pb.GATHER_FACTOR,
+        ),
+    ]
+
+
+def postgres_notes(data: dict[str, Any]) -> list[str]:
+    notes = []
+    meta = data["processes"]["main"]
+    if "pyrate_bucket" in meta["impls"]:
+        notes.append(
+            "pyrate-limiter: `Limiter(bucket)` puts every name in one bucket, so "
+            "a `BucketFactory` routes each key to its own `PostgresBucket` (a "
+            "table per key, created on the untimed first hit); each acquire "
+            "takes the table's lock, counts the window and inserts, in one "
+            "transaction on a pooled connection. Its item timestamps come from "
+            "the local wall clock, not its `PostgresClock` (one round trip "
+            "fewer per acquire: that favours it)"
+        )
+    if any(n.startswith("threads") for n in meta["impls"]):
+        notes.append(
+            f"threads_*: µs/hit is the wall time of {meta['params']['threads']} "
+            "threads at once / all their hits; `rate x fixed` is their hits/s "
+            "over the fixed row's (one thread)"
+        )
+    return notes
+
+
+def postgres_report(data: dict[str, Any]) -> str:
+    meta = data["processes"]["main"]
+    parts = ["## Benchmarks: postgres", ""]
+    if meta["unavailable"]:
+        parts.append(f"**Skipped: {meta['unavailable']}**")
+        return "\n".join(parts)
+    server = meta["server"]
+    parts += _server_intro(
+        meta,
+        pb.ROWS,
+        pb.PACKAGES,
+        f"PostgreSQL {server['version']}",
+        "the psycopg prepared `SELECT 1` round trip",
+    )
+    sections = [
+        ("Sync, per hit", server_sync_table(data, pb.ROWS, "SELECT 1")),
+        (
+            "Async (ours, fixed window), per hit",
+            server_rate_table(data, pb.ROWS, "SELECT 1"),
+        ),
+        (
+            f"Threads (ours, fixed window): {meta['params']['threads']} at once",
+            server_rate_table(data, pb.ROWS, "SELECT 1", "threads", "fixed"),
+        ),
+    ]
+    for title, table in sections:
+        if table:
+            parts += ["", f"### {title}", "", table]
+    parts += ["", "### Targets", "", targets_list(data["targets"])]
+    notes = postgres_notes(data)
+    if notes:
+        parts += ["", "### Notes", ""] + [f"- {n}" for n in notes]
+    problems = _problems(meta)
+    if problems:
+        parts += ["", "### Problems", ""] + [f"- {p}" for p in problems]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------
 
@@ -1188,6 +1332,7 @@ def _split_scenarios(
         "async": aio.ALL_SCENARIOS,
         "http": web.ALL_SCENARIOS,
         "redis": rb.ALL_SCENARIOS,
+        "postgres": pb.ALL_SCENARIOS,
     }
     names = [x.strip() for x in text.split(",") if x.strip()]
     unknown = [n for n in names if not any(n in known[s] for s in suites)]
@@ -1303,6 +1448,29 @@ def run_redis(args: Any, only: list[str] | None) -> dict[str, Any]:
     return data
 
 
+def run_postgres(args: Any, only: list[str] | None) -> dict[str, Any]:
+    extra = ["--postgres-url", args.postgres_url] if args.postgres_url else []
+    raw = run_scenarios(
+        sys.executable,
+        list(pb.ROWS),
+        RESULTS / "postgres.json",
+        args,
+        script=POSTGRES,
+        only=only,
+        extra=extra,
+    )
+    data: dict[str, Any] = {
+        "suite": "postgres",
+        "processes": {"main": raw["meta"]},
+        "scenarios": raw["scenarios"],
+    }
+    unavailable = raw["meta"]["unavailable"] is not None
+    targets = [] if unavailable else [t.evaluate(data) for t in postgres_targets()]
+    data["targets"] = targets
+    _finish(data, "latest-postgres.json", args)
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -1316,6 +1484,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strict", action="store_true", help="exit 1 on any MISS")
     ap.add_argument(
         "--redis-url", help="redis suite: use this server, not a throwaway one"
+    )
+    ap.add_argument(
+        "--postgres-url",
+        help="postgres suite: use this server, not a throwaway one",
     )
     args = ap.parse_args(argv)
 
@@ -1348,9 +1520,14 @@ def main(argv: list[str] | None = None) -> int:
         elif suite == "http":
             data = run_http(args, only[suite])
             reports.append((http_report(data), data, RESULTS / "latest-http.json"))
-        else:
+        elif suite == "redis":
             data = run_redis(args, only[suite])
             reports.append((redis_report(data), data, RESULTS / "latest-redis.json"))
+        else:
+            data = run_postgres(args, only[suite])
+            reports.append(
+                (postgres_report(data), data, RESULTS / "latest-postgres.json")
+            )
 
     for i, (text, _, path) in enumerate(reports):
         if i:

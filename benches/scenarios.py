@@ -19,6 +19,8 @@ Output is JSON on stdout (or in ``--json FILE``); progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import gc
 import importlib
 import json
@@ -35,6 +37,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from time import monotonic, perf_counter_ns
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 WINDOW = 60
 BIG_LIMIT = 10**9  # never reached in these runs; valid for every implementation
@@ -741,6 +744,253 @@ def main(argv: list[str] | None = None) -> int:
 
     emit_json(out, args.json)
     return 0
+
+
+# --------------------------------------------------------------------------
+# Shared by the suites that time a server (redis_bench.py, postgres_bench.py):
+# handles that count refusals, their rows, the "hits" scenario, run metadata.
+# ``run`` counts refusals in the timed loop itself, one call of
+# ``allowed(result)`` per hit for every row, so every row pays the same.
+# --------------------------------------------------------------------------
+
+
+def always_true(result: Any) -> bool:
+    """``allowed`` of a row that decides nothing (a raw round trip)."""
+    return True
+
+
+class CallHandle(Handle):
+    """``fn(key)`` per key; ``allowed(result)`` says whether it was admitted."""
+
+    def __init__(
+        self,
+        fn: Callable[[str], Any],
+        allowed: Callable[[Any], bool] = bool,
+        close: Callable[[], Any] | None = None,
+    ) -> None:
+        self._fn = fn
+        self._allowed = allowed
+        self._close = close
+        self.refused = 0
+
+    def run(self, keys: list[str]) -> None:
+        fn = self._fn
+        allowed = self._allowed
+        refused = 0
+        for k in keys:
+            if not allowed(fn(k)):
+                refused += 1
+        self.refused += refused
+
+    def hit(self, key: str) -> bool:
+        return self._allowed(self._fn(key))
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+
+class AwaitHandle(CallHandle):
+    """``await fn(key)`` per key, ``batch`` awaits at a time (asyncio.gather).
+
+    Runs in its own event loop; ``batch=1`` awaits one call at a time.
+    """
+
+    def __init__(self, fn: Callable[[str], Any], batch: int) -> None:
+        super().__init__(fn)
+        self._batch = batch
+        self._loop = asyncio.new_event_loop()
+
+    async def _arun(self, keys: list[str]) -> int:
+        fn = self._fn
+        refused = 0
+        if self._batch == 1:
+            for k in keys:
+                if not await fn(k):
+                    refused += 1
+            return refused
+        gather = asyncio.gather
+        step = self._batch
+        for i in range(0, len(keys), step):
+            results = await gather(*[fn(k) for k in keys[i : i + step]])
+            refused += sum(1 for r in results if not r)
+        return refused
+
+    def run(self, keys: list[str]) -> None:
+        self.refused += self._loop.run_until_complete(self._arun(keys))
+
+    def hit(self, key: str) -> bool:
+        return self._loop.run_until_complete(self._arun([key])) == 0
+
+    def close(self) -> None:
+        self._loop.close()
+
+
+@dataclass(frozen=True)
+class ServerRow:
+    """One row of a server suite; ``make(ctx, limit, window)`` builds one
+    client or limiter (``ctx``: the suite's server and namespace)."""
+
+    name: str
+    module: str  # module whose version is reported
+    make: Callable[[Any, int, int], Handle]
+    what: str  # what is timed per hit
+    kind: str  # "baseline", "ours", "async", "threads" or "peer"
+    vs: str = ""  # peer: our row of the same algorithm; async: the sequential row
+
+
+class ServerHits(Scenario):
+    """``keys`` fresh keys per run, each hit once untimed (this opens the
+    connection, loads what the row loads and creates the keys), then ``hits``
+    timed hits round-robin over them; refusals are counted per row."""
+
+    name = "hits"
+
+    def __init__(
+        self, repeats: int, hits: int, keys: int, limit: int, window: int
+    ) -> None:
+        super().__init__(replace(Params(), repeats=repeats))
+        self.hits = hits
+        self.n_keys = keys
+        self.limit = limit
+        self.window = window
+        self.description = (
+            f"{keys} fresh keys per run, each hit once untimed, then hits "
+            f"round-robin over them; limit {limit:,} per {window} s (never reached)"
+        )
+        self.refused: dict[str, int] = {}
+
+    def sample(self, impl: Impl, repeat: int) -> Sample:
+        n = self.n_keys
+        keys = _prehashed([f"{impl.name}:{repeat + 1}:{i}" for i in range(n)])
+        timed = keys * (self.hits // n)
+        try:
+            with _limiter(impl, self.limit) as h:
+                assert isinstance(h, CallHandle)
+                h.run(keys)
+                h.refused = 0
+                ns = _timed(h, timed)
+                refused = h.refused
+                _expect(h.hit(keys[0]), True, "first key after the run")
+        except SanityError:
+            raise
+        except Exception as exc:  # a server error: report the row, keep going
+            raise SanityError(f"{type(exc).__name__}: {exc}") from exc
+        if repeat >= 0:
+            self.refused[impl.name] = self.refused.get(impl.name, 0) + refused
+        return {"ns": ns / len(timed)}
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "keys": self.n_keys,
+            "hits": self.hits,
+            "limit": self.limit,
+            "window": self.window,
+            "refused": self.refused,
+        }
+
+
+def add_vs(res: dict[str, Any], rows: dict[str, ServerRow]) -> None:
+    """Each row's ``vs``, ``ratio_vs`` (median / median of vs) and, for a peer,
+    ``ours_over_peer`` (median of our same algorithm / the peer's median)."""
+    results = res["results"]
+    for name, row in results.items():
+        vs = rows[name].vs
+        row["vs"] = vs or None
+        row["refused"] = res["refused"].get(name, 0)
+        base = results.get(vs or name, {}).get("median_ns")
+        row["ratio_vs"] = round(row["median_ns"] / base, 4) if base else None
+        if rows[name].kind == "peer":
+            ours = results.get(vs, {}).get("median_ns")
+            row["ours_over_peer"] = round(ours / row["median_ns"], 4) if ours else None
+
+
+def server_impls(
+    rows: dict[str, ServerRow],
+    names: list[str],
+    ctx_for: Callable[[str], Any],
+    meta: dict[str, Any],
+) -> list[Impl]:
+    """The rows in ``names`` that can be built (each on ``ctx_for(name)``);
+    fills ``meta``'s ``skipped``, ``impls`` (versions) and ``what``."""
+    impls: list[Impl] = []
+    for name in names:
+        row = rows[name]
+        impl = Impl(name, row.module, functools.partial(row.make, ctx_for(name)), False)
+        reason = _unavailable(impl)
+        if reason:
+            meta["skipped"][name] = reason
+            print(f"note: skipping {name}: {reason}", file=sys.stderr)
+        else:
+            impls.append(impl)
+            meta["impls"][name] = module_version(row.module)
+            meta["what"][name] = row.what
+    return impls
+
+
+def run_server_hits(
+    scn: ServerHits,
+    impls: list[Impl],
+    rows: dict[str, ServerRow],
+    baseline: str,
+    problems: list[str],
+) -> dict[str, Any]:
+    """``run_timed`` of ``scn`` + ``add_vs``; refusals go to ``problems``."""
+    t0 = time.monotonic()
+    print(f"{scn.name} ...", file=sys.stderr)
+    res = run_timed(scn, impls, scn.p.repeats, problems, baseline)
+    add_vs(res, rows)
+    for row_name, refused in res["refused"].items():
+        if refused:
+            problems.append(f"{scn.name}/{row_name}: {refused} hits refused")
+    log_summary(res, t0, "median_ns")
+    gc.collect()
+    return res
+
+
+def module_version(module: str) -> str | None:
+    version = getattr(importlib.import_module(module), "__version__", None)
+    return None if version is None else str(version)
+
+
+def loadavg() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def server_meta(suite: str, params: dict[str, Any], baseline: str) -> dict[str, Any]:
+    """The ``meta`` of a server suite's JSON, before the run."""
+    return {
+        "suite": suite,
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "params": params,
+        "baseline": baseline,
+        "loadavg": {"start": loadavg()},
+        "server": None,
+        "unavailable": None,
+        "impls": {},
+        "what": {},
+        "skipped": {},
+        "problems": [],
+    }
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
 
 
 class PerKeyBuckets:
