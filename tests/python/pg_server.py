@@ -46,6 +46,20 @@ def require_postgres() -> Path:
     raise AssertionError("unreachable")
 
 
+def _tool(bindir: Path, name: str) -> str:
+    """PostgreSQL's program `name`: beside initdb, on the PATH, or in
+    Debian's versioned directory."""
+    if (bindir / name).exists():
+        return str(bindir / name)
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)),
+        None,
+    )
+    if found is None:
+        raise FileNotFoundError(f"{name} not found beside {bindir} or on the PATH")
+    return found
+
+
 def _postgres_ids() -> tuple[int | None, int | None]:
     """initdb and postgres refuse to run as root: as root, nobody's ids."""
     if os.geteuid() != 0:
@@ -60,7 +74,9 @@ class PostgresServer:
     """One postgres on 127.0.0.1:``port`` with a database ``test``, started
     on construction; ``stop()`` stops it and removes its directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, primary: PostgresServer | None = None) -> None:
+        """A new server; with `primary`, a standby streaming from it (in
+        recovery: read-only), made by pg_basebackup."""
         bindir = require_postgres()
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pg-test-"))
@@ -68,10 +84,15 @@ class PostgresServer:
         if uid is not None and gid is not None:
             os.chown(self.dir, uid, gid)
         data = self.dir / "data"
+        if primary is None:
+            command = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                       "-A", "trust", "--no-sync", "-E", "UTF8"]  # fmt: skip
+        else:
+            command = [_tool(bindir, "pg_basebackup"), "-h", "127.0.0.1",
+                       "-p", str(primary.port), "-U", "postgres", "-D", str(data),
+                       "-R", "-X", "stream", "-c", "fast", "--no-sync"]  # fmt: skip
         subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-             "--no-sync", "-E", "UTF8"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             user=uid, group=gid,
         )  # fmt: skip
         self._command = [
@@ -81,9 +102,10 @@ class PostgresServer:
         ]  # fmt: skip
         self._ids = (uid, gid)
         self._start()
-        with self.connect("postgres") as conn:
-            conn.autocommit = True
-            conn.execute("CREATE DATABASE test")
+        if primary is None:
+            with self.connect("postgres") as conn:
+                conn.autocommit = True
+                conn.execute("CREATE DATABASE test")
 
     def _start(self) -> None:
         uid, gid = self._ids

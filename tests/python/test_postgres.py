@@ -652,3 +652,34 @@ def test_a_dropped_schema_is_installed_again(postgres: PostgresServer) -> None:
         True,
         False,
     ]
+
+
+def test_a_standby_in_recovery_follows_on_error(own_server: PostgresServer) -> None:
+    primary = make(own_server.url, rate="5/minute", pg_schema="rl_standby")
+    assert primary.allow("k") is True  # the schema exists, and streams
+    standby = PostgresServer(primary=own_server)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # waiting on the real replication
+            with standby.connect() as conn:
+                in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                found = conn.execute(
+                    "SELECT count(*) FROM pg_namespace WHERE nspname = 'rl_standby'"
+                ).fetchone()
+            assert in_recovery == (True,)
+            if found == (1,):
+                break
+            assert time.monotonic() < deadline, "the standby never caught up"
+            time.sleep(0.05)
+        raising = make(standby.url, rate="5/minute", pg_schema="rl_standby")
+        result, took = timed(lambda: raising.allow("k"))
+        assert isinstance(result, StorageError)
+        assert "the server is a standby in recovery, read-only" in str(result)
+        assert took <= 2 * 2.0 + 0.05
+        for on_error, expected in (("allow", True), ("deny", False)):
+            lim = make(standby.url, rate="5/minute", pg_schema="rl_standby",
+                       on_error=on_error)  # fmt: skip
+            assert lim.allow("k") is expected
+            assert lim.stats()["storage_errors"] == 1
+    finally:
+        standby.stop()

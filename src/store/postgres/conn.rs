@@ -308,6 +308,9 @@ impl PgStore {
                 ));
             } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
                 "the server is read-only (a standby?)"
+            } else if db.message().contains("during recovery") {
+                // Unlogged tables do not exist on a standby at all.
+                "the server is a standby in recovery, read-only"
             } else if *code == SqlState::T_R_SERIALIZATION_FAILURE {
                 "a serialization failure"
             } else if *code == SqlState::T_R_DEADLOCK_DETECTED {
