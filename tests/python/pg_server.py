@@ -74,9 +74,12 @@ class PostgresServer:
     """One postgres on 127.0.0.1:``port`` with a database ``test``, started
     on construction; ``stop()`` stops it and removes its directory."""
 
-    def __init__(self, primary: PostgresServer | None = None) -> None:
+    def __init__(
+        self, primary: PostgresServer | None = None, *, tls: bool = False
+    ) -> None:
         """A new server; with `primary`, a standby streaming from it (in
-        recovery: read-only), made by pg_basebackup."""
+        recovery: read-only), made by pg_basebackup; with `tls`, TLS on, with
+        a self-signed certificate for 127.0.0.1 and localhost (`cert`)."""
         bindir = require_postgres()
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pg-test-"))
@@ -101,6 +104,22 @@ class PostgresServer:
             "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
         ]  # fmt: skip
         self._ids = (uid, gid)
+        if tls:
+            self.cert = self.dir / "server.crt"
+            key = self.dir / "server.key"
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                 "-days", "2", "-subj", "/CN=localhost", "-keyout", str(key),
+                 "-out", str(self.cert),
+                 "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                 "-addext", "basicConstraints=critical,CA:FALSE"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            key.chmod(0o600)
+            if uid is not None and gid is not None:
+                os.chown(key, uid, gid)
+            self._command += ["-c", "ssl=on", "-c", f"ssl_cert_file={self.cert}",
+                              "-c", f"ssl_key_file={key}"]  # fmt: skip
         self._start()
         if primary is None:
             with self.connect("postgres") as conn:

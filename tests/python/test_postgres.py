@@ -683,3 +683,29 @@ def test_a_standby_in_recovery_follows_on_error(own_server: PostgresServer) -> N
             assert lim.stats()["storage_errors"] == 1
     finally:
         standby.stop()
+
+
+def test_tls_as_libpq_reads_sslmode() -> None:
+    server = PostgresServer(tls=True)
+    try:
+        base = f"postgresql://postgres@127.0.0.1:{server.port}/test"
+
+        def encrypted(url: str) -> bool:
+            lim = make(url, rate="5/minute", pg_schema="rl_tls", key_prefix=url[-40:])
+            assert lim.allow("k") is True
+            with server.connect() as conn:
+                row = conn.execute(
+                    "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                    "USING (pid) WHERE a.application_name = 'rust_py_rate_limit'"
+                ).fetchone()
+            assert row is not None
+            return bool(row[0])
+
+        assert encrypted(f"{base}?sslmode=require") is True  # encrypted, unchecked
+        assert encrypted(f"{base}?sslmode=verify-full&sslrootcert={server.cert}")
+        # The self-signed certificate is not one of the web's roots.
+        lim = make(f"{base}?sslmode=verify-full", rate="5/minute", pg_schema="rl_tls")
+        with pytest.raises(StorageError, match=r"could not connect to .*certificate"):
+            lim.allow("k")
+    finally:
+        server.stop()

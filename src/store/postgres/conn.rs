@@ -31,11 +31,12 @@ pub(super) struct Connect {
 
 impl Connect {
     /// Parses libpq's URI form (`postgresql://user:pass@host:port/db?...`,
-    /// `postgresql:///db?host=/var/run/postgresql`). `sslmode=require`
-    /// speaks TLS (rustls, verified against the web's root certificates).
+    /// `postgresql:///db?host=/var/run/postgresql`), `sslmode` and
+    /// `sslrootcert` as libpq reads them (see `tls`).
     pub(super) fn parse(url: &str, unlogged: bool) -> Result<Self> {
         let shown = crate::store::redis::redact(url);
-        let mut config = Config::from_str(url).map_err(|e| {
+        let (rest, tls) = super::tls::split(url)?;
+        let mut config = Config::from_str(&rest).map_err(|e| {
             Error::invalid(
                 "storage",
                 format!("is not a usable PostgreSQL URL ({shown:?}): {e}"),
@@ -44,19 +45,6 @@ impl Connect {
         if config.get_application_name().is_none() {
             config.application_name("rust_py_rate_limit");
         }
-        let tls = (config.get_ssl_mode() == tokio_postgres::config::SslMode::Require).then(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            tokio_postgres_rustls::MakeRustlsConnect::new(tls)
-        });
         let peer = config
             .get_hosts()
             .first()

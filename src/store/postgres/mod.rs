@@ -17,6 +17,7 @@
 //! shares (`store::remote`).
 
 mod conn;
+mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
