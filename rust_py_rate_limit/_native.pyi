@@ -20,6 +20,7 @@ __all__ = [
     "_quiesce",
     "_roundtrip",
     "_runtime_info",
+    "postgres_schema_sql",
 ]
 
 __version__: Final[str]
