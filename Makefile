@@ -57,7 +57,12 @@ bench: build
 bench-quick: build
 	$(PY) benches/run.py --suite all --quick
 
-demo: build
+# Only what the demo needs, and not quietly: the first release build takes a
+# few minutes, and cargo's progress shows it is working.
+demo: $(STAMP)
+	@echo "== building the extension (release; a few minutes the first time) with the demo's extras"
+	$(VENV)/bin/maturin develop --release --extras demo
+	@echo "== examples/demo.py: the FastAPI example under uvicorn, a burst of requests"
 	$(PY) examples/demo.py
 
 test-matrix: $(STAMP)

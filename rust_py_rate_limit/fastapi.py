@@ -59,8 +59,9 @@ class RateLimit:
         cost: Units each request spends (at most the limiter's capacity).
         detail: The ``detail`` of the 429.
         max_keys, cleanup_interval: As for `RateLimiter`.
-        storage, key_prefix, timeout, on_error: A ``redis://`` storage; a
-            storage failure with ``on_error="raise"`` answers 503.
+        storage, key_prefix, timeout, on_error, pg_schema, pg_unlogged: A
+            ``redis://`` or ``postgresql://`` storage; a storage failure with
+            ``on_error="raise"`` answers 503.
 
     Raises:
         TypeError: An option has the wrong type.

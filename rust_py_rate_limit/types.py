@@ -75,7 +75,7 @@ class Stats(TypedDict):
     expired_removed: int
     cleanup_runs: int
     storage_errors: int
-    breaker: str
+    breaker: Literal["closed", "open"]
     bans: int
     banned_keys: int
     denied: int
@@ -142,7 +142,7 @@ class Metrics(TypedDict):
     decisions: Decisions
     near_limit: int
     storage_errors: int
-    breaker: str
+    breaker: Literal["closed", "open"]
     active_keys: int
     banned_keys: int
     bans: int

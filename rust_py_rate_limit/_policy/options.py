@@ -22,6 +22,7 @@ from rust_py_rate_limit.keys import (
     check_ipv6_prefix,
 )
 from rust_py_rate_limit.limiter import RateLimiter
+from rust_py_rate_limit.types import AlgorithmName
 
 __all__ = [
     "LIMITER_OPTIONS",
@@ -49,7 +50,7 @@ class LimitOptions(TypedDict, total=False):
     adapter adds the rate, key and callback options in its own types)."""
 
     limiter: RateLimiter | None
-    algorithm: str
+    algorithm: AlgorithmName
     burst: int | None
     clock: ManualClock | None
     max_keys: int | None

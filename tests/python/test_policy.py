@@ -134,7 +134,7 @@ def test_without_a_rate_a_policy_has_no_default_rule() -> None:
         p.make_rule()
     assert p.make_rule("3/minute").limiter.algorithm == "sliding"
     with pytest.raises(OptionValueError, match="algorithm"):
-        RequestPolicy(require_rate=False, algorithm="magic")
+        RequestPolicy(require_rate=False, algorithm="magic")  # type: ignore[arg-type]
 
 
 def test_build_limiter_positional_form() -> None:
