@@ -507,7 +507,16 @@ impl PgStore {
                 Err(_) => return Err(self.health.timed_out()),
                 Ok(Err(e)) => e,
             };
-            if conn.conn.client.is_closed() {
+            let ended = conn.conn.client.is_closed()
+                || err.is_closed()
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                ]
+                .iter()
+                .any(|code| err.code() == Some(code));
+            if ended {
                 // An idle connection the server ended (a restart, a
                 // terminated backend) decided nothing: try a new one.
                 if pooled && !left().is_zero() {
