@@ -431,16 +431,26 @@ def test_a_locked_table_times_out_within_the_deadline(
 
 def test_a_terminated_backend_costs_no_decision(own_server: PostgresServer) -> None:
     lim = make(own_server.url, rate="5/minute", pg_schema="rl_term")
-    assert lim.allow("k") is True
-    with own_server.connect() as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'rust_py_rate_limit'"
-        )
-        admin.commit()
-    time.sleep(0.1)  # the server ends the backends
-    # The pooled connection is gone: the call opens a new one.
-    assert [lim.allow("k") for _ in range(5)] == [True] * 4 + [False]
+
+    async def awaited(key: str) -> bool:
+        return await lim.aallow(key)
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert lim.allow("k") is True
+        assert loop.run_until_complete(awaited("a")) is True
+        with own_server.connect() as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'rust_py_rate_limit'"
+            )
+            admin.commit()
+        time.sleep(0.1)  # the server ends the backends
+        # The pooled and shared connections are gone: calls open new ones.
+        assert [lim.allow("k") for _ in range(5)] == [True] * 4 + [False]
+        assert loop.run_until_complete(awaited("a")) is True
+    finally:
+        loop.close()
     assert lim.stats()["storage_errors"] == 0
 
 

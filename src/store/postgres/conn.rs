@@ -507,16 +507,7 @@ impl PgStore {
                 Err(_) => return Err(self.health.timed_out()),
                 Ok(Err(e)) => e,
             };
-            let ended = conn.conn.client.is_closed()
-                || err.is_closed()
-                || [
-                    SqlState::ADMIN_SHUTDOWN,
-                    SqlState::CRASH_SHUTDOWN,
-                    SqlState::CANNOT_CONNECT_NOW,
-                ]
-                .iter()
-                .any(|code| err.code() == Some(code));
-            if ended {
+            if Self::ended(&err, &conn.conn.client) {
                 // An idle connection the server ended (a restart, a
                 // terminated backend) decided nothing: try a new one.
                 if pooled && !left().is_zero() {
@@ -555,6 +546,47 @@ impl PgStore {
         let _pass = crate::fork::enter();
         let mut pool = self.blocking.lock().unwrap_or_else(|e| e.into_inner());
         pool.put(conn);
+    }
+
+    /// Whether `err` on `client` means the server ended the connection
+    /// (closed, or a FATAL shutdown): it decided nothing.
+    fn ended(err: &tokio_postgres::Error, client: &Client) -> bool {
+        client.is_closed()
+            || err.is_closed()
+            || [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .iter()
+            .any(|code| err.code() == Some(code))
+    }
+
+    /// Runs `sql` (the decision when None) with `params` on a shared
+    /// connection; one the server ended is dropped and the call made once
+    /// more on another (within the caller's deadline).
+    pub(super) async fn shared_query(
+        &self,
+        sql: Option<&str>,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<Row, StoreError> {
+        let mut retried = false;
+        loop {
+            let conn = self.shared_conn().await?;
+            let result = match sql {
+                None => conn.client.query_one(&conn.decide, params).await,
+                Some(sql) => conn.client.query_one(sql, params).await,
+            };
+            match result {
+                Ok(row) => return Ok(row),
+                Err(e) if !retried && Self::ended(&e, &conn.client) => {
+                    retried = true;
+                    let mut slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
+                    slots.1.retain(|c| !Arc::ptr_eq(c, &conn.0));
+                }
+                Err(e) => return Err(self.pg_err(e)),
+            }
+        }
     }
 
     /// A shared connection for an awaitable: the least busy of this

@@ -420,16 +420,10 @@ impl PgStore {
         now_us: Option<u64>,
     ) -> std::result::Result<Outcome, StoreError> {
         let args = self.args(mode, key, cost, now_us);
+        let params = self.params(&args);
         let row = self
             .health
-            .guarded(async {
-                let conn = self.shared_conn().await?;
-                let result = conn
-                    .client
-                    .query_one(&conn.decide, &self.params(&args))
-                    .await;
-                result.map_err(|e| self.pg_err(e))
-            })
+            .guarded(self.shared_query(None, &params))
             .await?;
         self.outcome(&row)
     }
@@ -465,13 +459,7 @@ impl PgStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> std::result::Result<Row, StoreError> {
         self.health
-            .guarded(async {
-                let conn = self.shared_conn().await?;
-                conn.client
-                    .query_one(sql, params)
-                    .await
-                    .map_err(|e| self.pg_err(e))
-            })
+            .guarded(self.shared_query(Some(sql), params))
             .await
     }
 
