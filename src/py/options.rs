@@ -232,12 +232,12 @@ pub(super) fn remote_from(
                     PyString::new(obj.py(), &redact(url)).repr()?
                 )));
             }
-            (url != "memory").then(|| url.to_owned())
+            (url != "memory").then(|| (url.to_owned(), obj.py()))
         }
     };
     let postgres = url
-        .as_deref()
-        .is_some_and(|u| PG_SCHEMES.iter().any(|s| u.starts_with(s)));
+        .as_ref()
+        .is_some_and(|(u, _)| PG_SCHEMES.iter().any(|s| u.starts_with(s)));
     let mut refused: Vec<(&str, Option<&Bound<'_, PyAny>>, &str)> = Vec::new();
     if url.is_none() {
         refused.extend([
@@ -262,7 +262,7 @@ pub(super) fn remote_from(
             )));
         }
     }
-    let Some(url) = url else {
+    let Some((url, py)) = url else {
         return Ok(None);
     };
     let key_prefix = match none_if_absent(key_prefix) {
@@ -319,7 +319,7 @@ pub(super) fn remote_from(
             on_error,
         };
         let store = Arc::new(PgStore::new(spec, config)?);
-        prepare(py_of(storage), &store)?;
+        prepare(py, &store)?;
         return Ok(Some(RemoteStore::Postgres(store)));
     }
     let config = RedisConfig {
@@ -332,11 +332,6 @@ pub(super) fn remote_from(
     Ok(Some(RemoteStore::Redis(Arc::new(RedisStore::new(
         spec, config,
     )?))))
-}
-
-/// The Python of a given argument.
-fn py_of<'py>(obj: Option<&Bound<'py, PyAny>>) -> Python<'py> {
-    obj.expect("storage was given").py()
 }
 
 /// How long building a PostgreSQL limiter waits to check (or install) its

@@ -136,6 +136,17 @@ class PostgresServer:
         wait_for_port(self.port, timeout=30)
         self._wait_ready()
 
+    def terminate_backends(self, application_name: str) -> None:
+        """Ends the backends of `application_name`, returning once they are
+        gone (pg_terminate_backend waits, up to its timeout, for each)."""
+        with self.connect() as conn:
+            conn.autocommit = True
+            conn.execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                (application_name,),
+            )
+
     def _signal_all(self, sig: signal.Signals) -> None:
         """`sig` to the server and each of its processes (every backend
         calls setsid(), so they are not in the server's process group)."""

@@ -133,19 +133,24 @@ def test_awaitables_decide_as_the_sync_calls(
     assert pg.stats()["storage_errors"] == 0
 
 
-def test_threads_admit_exactly_the_limit(postgres: PostgresServer) -> None:
-    lim = make(postgres.url, rate="250/hour", key_prefix="threads")
-    admitted = []
+def admitted_by_threads(lim: RateLimiter, hits: int, threads: int = 8) -> int:
+    """`threads` threads at once, `hits` each on one key: how many passed."""
+    counts: list[int] = []
 
     def worker() -> None:
-        admitted.append(sum(lim.allow("hot") for _ in range(100)))
+        counts.append(sum(lim.allow("hot") for _ in range(hits)))
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
+    started = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in started:
         t.start()
-    for t in threads:
+    for t in started:
         t.join()
-    assert sum(admitted) == 250
+    return sum(counts)
+
+
+def test_threads_admit_exactly_the_limit(postgres: PostgresServer) -> None:
+    lim = make(postgres.url, rate="250/hour", key_prefix="threads")
+    assert admitted_by_threads(lim, 100) == 250
     assert lim.stats()["storage_errors"] == 0
 
 
@@ -155,17 +160,7 @@ def _hits(url: str, n: int, out: Any) -> None:
         rate="10000/hour", storage=url, on_error="raise", pg_schema=SCHEMA,
         key_prefix="procs", timeout=30,
     )  # fmt: skip
-    counts: list[int] = []
-
-    def worker() -> None:
-        counts.append(sum(lim.allow("hot") for _ in range(n)))
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    out.put((sum(counts), lim.stats()["storage_errors"]))
+    out.put((admitted_by_threads(lim, n), lim.stats()["storage_errors"]))
 
 
 def test_processes_and_threads_admit_exactly_the_limit(
@@ -423,9 +418,7 @@ def test_a_locked_table_times_out_within_the_deadline(
         assert time.monotonic() - started <= 2 * 0.2 + 0.05
         blocker.rollback()
     # The breaker may have opened: it closes once the probe gets through.
-    deadline = time.monotonic() + 10
-    while lim.stats()["breaker"] == "open" and time.monotonic() < deadline:
-        time.sleep(0.05)  # waiting on the real probe
+    wait_for_breaker_to_close(lim)
     assert lim.allow("k") is True
 
 
@@ -439,13 +432,7 @@ def test_a_terminated_backend_costs_no_decision(own_server: PostgresServer) -> N
     try:
         assert lim.allow("k") is True
         assert loop.run_until_complete(awaited("a")) is True
-        with own_server.connect() as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'rust_py_rate_limit'"
-            )
-            admin.commit()
-        time.sleep(0.1)  # the server ends the backends
+        own_server.terminate_backends("rust_py_rate_limit")
         # The pooled and shared connections are gone: calls open new ones.
         assert [lim.allow("k") for _ in range(5)] == [True] * 4 + [False]
         assert loop.run_until_complete(awaited("a")) is True
@@ -460,11 +447,7 @@ def test_a_read_only_server_follows_on_error(own_server: PostgresServer) -> None
     with own_server.connect() as admin:
         admin.autocommit = True
         admin.execute("ALTER DATABASE test SET default_transaction_read_only = on")
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'rust_py_rate_limit'"
-        )
-    time.sleep(0.1)  # the server ends the backends
+    own_server.terminate_backends("rust_py_rate_limit")
     raised = [timed(lambda: lim.allow("k"))[0] for _ in range(2)]
     assert all(isinstance(r, StorageError) for r in raised)
     assert any("read-only" in str(r) for r in raised), raised
@@ -626,17 +609,7 @@ def test_a_repeatable_read_default_changes_nothing(own_server: PostgresServer) -
             "ALTER DATABASE test SET default_transaction_isolation = 'repeatable read'"
         )
     lim = make(own_server.url, rate="100/hour", pg_schema="rl_rr")
-    counts: list[int] = []
-
-    def worker() -> None:
-        counts.append(sum(lim.allow("hot") for _ in range(50)))
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sum(counts) == 100
+    assert admitted_by_threads(lim, 50) == 100
     assert lim.stats()["storage_errors"] == 0
 
 

@@ -116,14 +116,8 @@ impl Connect {
     }
 
     /// The breaker's probe: a connection that answers `SELECT 1`.
-    pub(super) fn probe(&self, timeout: Duration) -> Probe {
-        let connect = Arc::new(Self {
-            config: self.config.clone(),
-            tls: self.tls.clone(),
-            shown: self.shown.clone(),
-            peer: self.peer.clone(),
-            unlogged: self.unlogged,
-        });
+    pub(super) fn probe(self: &Arc<Self>, timeout: Duration) -> Probe {
+        let connect = Arc::clone(self);
         Arc::new(move || {
             let connect = Arc::clone(&connect);
             Box::pin(async move {
@@ -332,15 +326,19 @@ impl PgStore {
                 .health
                 .error(format!("the connection to {peer} was closed"));
         }
+        self.io_err(&e, &format!("talking to {peer}"))
+    }
+
+    /// An error below the protocol (I/O, TLS, a timeout) as one line after
+    /// `doing`, with its cause.
+    fn io_err(&self, e: &tokio_postgres::Error, doing: &str) -> StoreError {
         let text = e.to_string();
         if text.contains("timed out") || text.contains("timeout") {
             return self.health.timed_out();
         }
-        let source = std::error::Error::source(&e).map(|s| format!(": {s}"));
-        self.health.error(format!(
-            "talking to {peer}: {text}{}",
-            source.unwrap_or_default()
-        ))
+        let source = std::error::Error::source(e).map(|s| format!(": {s}"));
+        self.health
+            .error(format!("{doing}: {text}{}", source.unwrap_or_default()))
     }
 
     /// The schema check of a new connection: at this release's version, it
@@ -449,16 +447,7 @@ impl PgStore {
         if e.as_db_error().is_some() {
             return self.pg_err(e);
         }
-        let text = e.to_string();
-        if text.contains("timed out") || text.contains("timeout") {
-            return self.health.timed_out();
-        }
-        let source = std::error::Error::source(&e).map(|s| format!(": {s}"));
-        self.health.error(format!(
-            "could not connect to {}: {text}{}",
-            self.connect.peer,
-            source.unwrap_or_default()
-        ))
+        self.io_err(&e, &format!("could not connect to {}", self.connect.peer))
     }
 
     /// Runs the decision with `params` on an idle sync connection (a new one if none is idle) on

@@ -205,7 +205,7 @@ impl PgStore {
         if config.key_prefix.len() > 64 {
             return Err(Error::invalid("key_prefix", "must be at most 64 bytes"));
         }
-        let connect = Connect::parse(&config.url, config.unlogged)?;
+        let connect = Arc::new(Connect::parse(&config.url, config.unlogged)?);
         let mut limits = Vec::new();
         let mut windows = Vec::new();
         let mut bursts = Vec::new();
@@ -278,7 +278,7 @@ impl PgStore {
             bans_begun: AtomicU64::new(0),
             sweeps: AtomicU64::new(0),
             swept: AtomicU64::new(0),
-            connect: Arc::new(connect),
+            connect,
             config,
         })
     }
@@ -475,7 +475,7 @@ impl PgStore {
         self.run(&self.sql.ban, &[&self.row_key(key), &length, &now])
             .await?;
         self.bans_begun.fetch_add(1, Relaxed);
-        self.ban_changed(key, now_us, Some(duration));
+        self.health.ban_changed(key, now_us, Some(duration));
         Ok(())
     }
 
@@ -491,7 +491,7 @@ impl PgStore {
             .await?;
         let lifted: bool = row.try_get(0).unwrap_or(false);
         if lifted {
-            self.ban_changed(key, now_us, None);
+            self.health.ban_changed(key, now_us, None);
         }
         Ok(lifted)
     }
@@ -508,13 +508,6 @@ impl PgStore {
             .await?;
         let left: Option<i64> = row.try_get(0).unwrap_or(None);
         Ok(left.filter(|&l| l > 0).map(|l| l as u64 * 1000))
-    }
-
-    fn ban_changed(&self, key: &[u8], now_us: Option<u64>, banned_for: Option<Nanos>) {
-        if let Some(events) = self.health.events() {
-            let now = now_us.unwrap_or_else(crate::events::wall_us) * 1000;
-            events.ban_changed(key, now, banned_for);
-        }
     }
 
     /// Drops `key`'s state and ban; whether it had live state.

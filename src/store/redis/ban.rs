@@ -51,7 +51,7 @@ impl RedisStore {
         self.ban_op(key, "ban", now_us, duration.div_ceil(1000).max(1))
             .await?;
         self.bans_begun.fetch_add(1, Relaxed);
-        self.ban_changed(key, now_us, Some(duration));
+        self.health.ban_changed(key, now_us, Some(duration));
         Ok(())
     }
 
@@ -66,7 +66,7 @@ impl RedisStore {
         // A reply on the wire meanwhile may have remembered the ban again.
         self.local.forget(key);
         if lifted {
-            self.ban_changed(key, now_us, None);
+            self.health.ban_changed(key, now_us, None);
         }
         Ok(lifted)
     }
@@ -84,12 +84,5 @@ impl RedisStore {
     /// Bans begun by this process (its decisions and its `ban()` calls).
     pub fn bans_begun(&self) -> u64 {
         self.bans_begun.load(Relaxed)
-    }
-
-    fn ban_changed(&self, key: &[u8], now_us: Option<u64>, banned_for: Option<Nanos>) {
-        if let Some(events) = self.health.events() {
-            let now = now_us.unwrap_or_else(crate::events::wall_us) * 1000;
-            events.ban_changed(key, now, banned_for);
-        }
     }
 }

@@ -42,17 +42,12 @@ impl Backend {
         }
     }
 
-    /// The prefix of its errors (`redis: ...`).
+    /// The prefix of its errors (`redis: ...`), and `storage`'s answer.
     pub fn tag(self) -> &'static str {
         match self {
             Backend::Redis => "redis",
             Backend::Postgres => "postgresql",
         }
-    }
-
-    /// `storage()`'s answer for a limiter on it.
-    pub fn kind(self) -> &'static str {
-        self.tag()
     }
 }
 
@@ -215,6 +210,20 @@ impl Health {
                     outcome.banned.then_some(retry),
                 );
             }
+        }
+    }
+
+    /// A manual ban of `key` began (`banned_for`) or was lifted (None), for
+    /// the events. Times on the wall clock (or the manual clock's).
+    pub fn ban_changed(
+        &self,
+        key: &[u8],
+        now_us: Option<u64>,
+        banned_for: Option<crate::clock::Nanos>,
+    ) {
+        if let Some(events) = self.events.get() {
+            let now = now_us.unwrap_or_else(crate::events::wall_us) * 1000;
+            events.ban_changed(key, now, banned_for);
         }
     }
 
@@ -403,7 +412,7 @@ impl RemoteStore {
 
     /// `"redis"` or `"postgresql"`.
     pub fn kind(&self) -> &'static str {
-        self.health().backend().kind()
+        self.health().backend().tag()
     }
 
     /// The storage URL, passwords masked.
