@@ -161,7 +161,9 @@ def test_ten_thousand_limiters_with_janitors_leave_nothing_behind() -> None:
     threads, rss = os_threads(), rss_bytes()
     churn()
     assert eventually(lambda: alive_tasks() == baseline)
-    assert os_threads() == threads
+    # Nothing left behind: no thread more than before. (One fewer is fine: a
+    # thread of an earlier test may end meanwhile; CI saw 6 -> 5 once.)
+    assert os_threads() <= threads
     assert rss_bytes() - rss < 8 * 2**20
 
 
