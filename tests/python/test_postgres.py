@@ -372,6 +372,37 @@ def test_postgres_options_need_a_postgres_storage() -> None:
         postgres_schema_sql("")
 
 
+def test_a_key_flood_is_swept_as_it_comes(postgres: PostgresServer) -> None:
+    """20,000 one-off keys under the janitor: the table holds a fraction of
+    them at any time and none once the janitor catches up."""
+    schema = "rl_flood"
+    # Each row expires a second after a manual time an hour ago: already
+    # expired by the server's clock, so only the sweep bounds the table.
+    clock = ManualClock()
+    clock.advance(time.time() - 3600)
+    lim = make(postgres.url, rate="5/second", clock=clock, pg_schema=schema,
+               cleanup_interval=0.05)  # fmt: skip
+    peak = 0
+    with postgres.connect() as conn:
+        conn.autocommit = True
+        for block in range(20):
+            for i in range(1000):
+                assert lim.allow(f"flood-{block}-{i}") is True
+            rows = conn.execute(f"SELECT count(*) FROM {schema}.state").fetchone()
+            peak = max(peak, rows[0])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # waiting on the real janitor
+            left = conn.execute(f"SELECT count(*) FROM {schema}.state").fetchone()[0]
+            if left == 0:
+                break
+            time.sleep(0.02)
+    assert left == 0
+    assert peak < 10_000  # without the janitor: 20,000
+    stats = lim.stats()
+    assert stats["expired_removed"] == 20_000
+    assert stats["storage_errors"] == 0
+
+
 # -- failures -----------------------------------------------------------------
 
 
@@ -692,3 +723,80 @@ def test_tls_as_libpq_reads_sslmode() -> None:
             lim.allow("k")
     finally:
         server.stop()
+
+
+def inject(server: PostgresServer, schema: str, code: str, times: int) -> None:
+    """The next `times` writes of a hit to `schema` fail with SQLSTATE
+    `code`, as the server fails a deadlock's or a serialization failure's
+    victim (the statement rolled back). A sequence counts them: it is not
+    rolled back with the failing statement."""
+    with server.connect() as conn:
+        conn.autocommit = True
+        conn.execute(f"DROP SEQUENCE IF EXISTS {schema}.faults")
+        conn.execute(f"CREATE SEQUENCE {schema}.faults")
+        conn.execute(f"""
+            CREATE OR REPLACE FUNCTION {schema}.fault() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                IF nextval('{schema}.faults') <= {times} THEN
+                    RAISE EXCEPTION 'injected' USING ERRCODE = '{code}';
+                END IF;
+                RETURN NEW;
+            END $$""")
+        conn.execute(f"DROP TRIGGER IF EXISTS fault ON {schema}.state")
+        conn.execute(
+            f"CREATE TRIGGER fault BEFORE INSERT OR UPDATE ON {schema}.state "
+            f"FOR EACH ROW EXECUTE FUNCTION {schema}.fault()"
+        )
+
+
+ROLLBACKS = {"40P01": "a deadlock", "40001": "a serialization failure"}
+
+
+@pytest.mark.parametrize("code", list(ROLLBACKS))
+def test_a_rolled_back_decision_is_made_once_more(
+    postgres: PostgresServer, code: str
+) -> None:
+    """A deadlock's or serialization failure's victim decided nothing: the
+    call is made once more and the hit counted once."""
+    schema = f"rl_retry_{code.lower()}"
+    lim = make(postgres.url, rate="2/minute", pg_schema=schema)
+    assert lim.peek("k").remaining == 2  # installs the schema
+    inject(postgres, schema, code, times=1)
+    assert lim.allow("k") is True
+    inject(postgres, schema, code, times=1)
+
+    async def awaited() -> bool:
+        return await lim.aallow("k")
+
+    assert asyncio.run(awaited()) is True
+    assert lim.allow("k") is False
+    assert lim.stats()["storage_errors"] == 0
+
+
+@pytest.mark.parametrize("code", list(ROLLBACKS))
+@pytest.mark.parametrize("on_error", ["allow", "deny", "raise"])
+def test_a_decision_rolled_back_again_follows_on_error(
+    postgres: PostgresServer, code: str, on_error: str
+) -> None:
+    schema = f"rl_rollback_{code.lower()}"
+    lim = make(postgres.url, rate="2/minute", pg_schema=schema, on_error=on_error,
+               key_prefix=on_error, timeout=0.5)  # fmt: skip
+    assert lim.peek("k").remaining == 2
+    inject(postgres, schema, code, times=1_000_000)
+
+    async def awaited() -> Any:
+        try:
+            return await lim.aallow("k")
+        except StorageError as e:
+            return e
+
+    for result, took in [timed(lambda: lim.allow("k")),
+                         timed(lambda: asyncio.run(awaited()))]:  # fmt: skip
+        assert took <= 0.5 + 0.1
+        if on_error == "raise":
+            assert isinstance(result, StorageError)
+            assert f"postgresql: {ROLLBACKS[code]}: injected" in str(result)
+        else:
+            assert result is (on_error == "allow")
+    assert lim.stats()["storage_errors"] == 2

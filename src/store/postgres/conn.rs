@@ -473,6 +473,7 @@ impl PgStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> std::result::Result<Row, StoreError> {
         let left = || deadline.saturating_duration_since(Instant::now());
+        let mut rolled_back = false;
         loop {
             let idle = {
                 let _pass = crate::fork::enter();
@@ -505,6 +506,10 @@ impl PgStore {
             } else {
                 // A statement error leaves the connection usable.
                 self.put_back(conn);
+                if !rolled_back && Self::rolled_back(&err) && !left().is_zero() {
+                    rolled_back = true;
+                    continue;
+                }
             }
             return Err(self.pg_err(err));
         }
@@ -551,15 +556,28 @@ impl PgStore {
             .any(|code| err.code() == Some(code))
     }
 
+    /// Whether the server rolled the statement back for a serialization
+    /// failure or a deadlock: it decided nothing, and the same call made
+    /// again may pass (as PostgreSQL's manual advises).
+    fn rolled_back(err: &tokio_postgres::Error) -> bool {
+        [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+        ]
+        .iter()
+        .any(|code| err.code() == Some(code))
+    }
+
     /// Runs `sql` (the decision when None) with `params` on a shared
     /// connection; one the server ended is dropped and the call made once
-    /// more on another (within the caller's deadline).
+    /// more on another, and one the server rolled back (a deadlock, a
+    /// serialization failure) made once more (within the caller's deadline).
     pub(super) async fn shared_query(
         &self,
         sql: Option<&str>,
         params: &[&(dyn ToSql + Sync)],
     ) -> std::result::Result<Row, StoreError> {
-        let mut retried = false;
+        let (mut retried, mut rolled_back) = (false, false);
         loop {
             let conn = self.shared_conn().await?;
             let result = match sql {
@@ -573,6 +591,7 @@ impl PgStore {
                     let mut slots = self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
                     slots.1.retain(|c| !Arc::ptr_eq(c, &conn.0));
                 }
+                Err(e) if !rolled_back && Self::rolled_back(&e) => rolled_back = true,
                 Err(e) => return Err(self.pg_err(e)),
             }
         }
