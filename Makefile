@@ -10,11 +10,12 @@ STAMP := $(VENV)/.installed
 export PYO3_PYTHON := $(abspath $(PY))
 export CARGO_TERM_COLOR := never
 
-.PHONY: help venv build test test-rust test-python lint fmt bench bench-quick demo test-matrix clean
+.PHONY: help venv build test test-rust test-python lint fmt docs bench bench-quick demo test-matrix clean
 
 help:
 	@echo "make test         build the extension (release) and run cargo + pytest"
 	@echo "make lint         rustfmt, clippy, ruff, mypy, stubtest"
+	@echo "make docs         the documentation site (mkdocs --strict) into site/"
 	@echo "make bench        side-by-side benchmarks against peers (ratios)"
 	@echo "make demo         run the demo on the in-memory store"
 	@echo "make test-matrix  pytest on every CPython 3.10-3.13 found (pyenv)"
@@ -28,7 +29,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 build: $(STAMP)
-	$(VENV)/bin/maturin develop --release --quiet --extras dev,bench
+	$(VENV)/bin/maturin develop --release --quiet --extras dev,bench,docs
 
 test-rust:
 	cargo test --quiet
@@ -50,6 +51,11 @@ fmt:
 	cargo fmt --all
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The site: a broken link, anchor or reference fails the build (--strict).
+docs: build
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "== the site is in site/ (open site/index.html)"
 
 bench: build
 	$(PY) benches/run.py --suite all

@@ -1,6 +1,6 @@
 """A limit being hit, the check() payload, and stats(), on the memory store.
 
-Run it with ``make demo`` (or ``python examples/basic.py``).
+Run it with ``python examples/basic_usage.py``.
 """
 
 from __future__ import annotations

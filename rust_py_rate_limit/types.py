@@ -131,8 +131,14 @@ class Metrics(TypedDict):
         storage: ``"memory"``, ``"redis"`` or ``"postgresql"``.
         decisions: Decisions by result (`Decisions`).
         near_limit: Admissions with at least 80% of the limit spent.
-        storage_errors, breaker, active_keys, banned_keys, bans,
-        rejected_full, expired_removed, cleanup_runs: As in `Stats`.
+        storage_errors: As in `Stats`.
+        breaker: As in `Stats`.
+        active_keys: As in `Stats`.
+        banned_keys: As in `Stats`.
+        bans: As in `Stats`.
+        rejected_full: As in `Stats`.
+        expired_removed: As in `Stats`.
+        cleanup_runs: As in `Stats`.
         latency: Storage round trips (None for the memory store).
     """
 

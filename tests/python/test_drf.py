@@ -503,10 +503,10 @@ def test_module_imports_no_framework_at_package_import() -> None:
     assert rl_drf.__all__
 
 
-def test_the_readme_settings_load_our_throttles() -> None:
-    from test_readme import defining
+def test_the_documented_settings_load_our_throttles() -> None:
+    from test_docs import defining
 
-    snippet = defining("REST_FRAMEWORK")["REST_FRAMEWORK"]
+    snippet = defining("frameworks/drf.md", "REST_FRAMEWORK")["REST_FRAMEWORK"]
     with override_settings(REST_FRAMEWORK=snippet):
         assert [
             AnonRateThrottle,

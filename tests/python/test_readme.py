@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_docs import run_blocks
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 ALL_BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
@@ -30,22 +31,9 @@ def test_readme_has_snippets() -> None:
 
 
 def run_all() -> list[dict[str, Any]]:
-    """Runs every block as a reader would: each block is a program of its
-    own, unless it uses names from the block before (the seed's middleware
-    snippet adds to the app of the snippet above it)."""
-    namespaces: list[dict[str, Any]] = []
-    for block in BLOCKS:
-        code = compile(block, str(README), "exec")
-        fresh: dict[str, Any] = {"__name__": "readme"}
-        try:
-            exec(code, fresh)
-        except NameError:
-            if not namespaces:
-                raise
-            exec(code, namespaces[-1])
-        else:
-            namespaces.append(fresh)
-    return namespaces
+    """Runs every block as a reader would (see `test_docs.run_blocks`): the
+    seed's middleware snippet adds to the app of the snippet above it."""
+    return run_blocks(BLOCKS, README)
 
 
 def defining(name: str) -> dict[str, Any]:
