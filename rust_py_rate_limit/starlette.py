@@ -270,11 +270,16 @@ class RateLimitMiddleware:
                 await self.app(scope, receive, send)
                 return
 
+            first = extra[0][0]
+
             # A plain function returning send's awaitable: no coroutine of
-            # its own per message.
+            # its own per message. A response that already describes a
+            # limit (a route's own RateLimit) keeps its headers alone.
             def send_with_headers(message: Message) -> Awaitable[None]:
                 if message["type"] == "http.response.start":
-                    message["headers"] = [*message.get("headers", ()), *extra]
+                    headers = message.get("headers", ())
+                    if all(name.lower() != first for name, _ in headers):
+                        message["headers"] = [*headers, *extra]
                 return send(message)
 
             await self.app(scope, receive, send_with_headers)

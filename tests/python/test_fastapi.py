@@ -281,6 +281,28 @@ def dependency_app(**options: Any) -> tuple[FastAPI, ManualClock]:
     return app, clock
 
 
+def test_a_route_limit_under_the_middleware_sends_one_set_of_headers() -> None:
+    """The route's own limit is the one its responses describe (as on
+    Django): the middleware adds no second set of headers beside it."""
+    app, _ = dependency_app()
+    app.add_middleware(RateLimitMiddleware, limit=100, window_seconds=60)
+    client = TestClient(app)
+    for expected in ("200", "200", "429"):
+        response = client.get("/items/1")
+        assert str(response.status_code) == expected
+        assert response.headers.get_list("x-ratelimit-limit") == ["2"]
+        assert len(response.headers.get_list("x-ratelimit-remaining")) == 1
+    assert response.headers.get_list("retry-after") == ["60"]
+    plain = FastAPI()
+    plain.add_middleware(RateLimitMiddleware, limit=100, window_seconds=60)
+
+    @plain.get("/")
+    def root() -> dict[str, bool]:
+        return {"ok": True}
+
+    assert TestClient(plain).get("/").headers.get_list("x-ratelimit-limit") == ["100"]
+
+
 def test_route_dependency_keys_on_the_template() -> None:
     app, clock = dependency_app()
     client = TestClient(app)
