@@ -44,17 +44,28 @@ pyrate-limiter's ``PostgresBucket``; writes
 
 ``--suite all`` runs the six, one after the other.
 
+Each JSON also records the machine (CPU model, CPUs, Python, our package's
+version) and what each row is (``rows``: ours, a peer, the baseline...); right
+after writing it, run.py draws the suite's chart, ``benches/results/<suite>.svg``
+(``benches/charts.py``), when matplotlib is importable (``pip install
+.[bench]``); otherwise it says so once and goes on. ``--charts-only`` redraws
+the charts from the JSON files already there, running nothing.
+
     .venv/bin/python benches/run.py
         [--suite core|algorithms|async|http|redis|postgres|all] [--quick]
         [--redis-url redis://host:port/db] [--postgres-url postgresql://...]
+        [--charts-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.metadata
 import importlib.util
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -95,6 +106,25 @@ RELABEL_031 = {
 ROWS = MAIN_IMPLS + list(RELABEL_031.values())
 TIMED = ["hot", "over", "keys100k", "newkeys", "threads4"]
 SUITES = ("core", "algorithms", "async", "http", "redis", "postgres", "all")
+JSON_NAMES = {
+    "core": "latest.json",
+    "algorithms": "latest-algorithms.json",
+    "async": "latest-async.json",
+    "http": "latest-http.json",
+    "redis": "latest-redis.json",
+    "postgres": "latest-postgres.json",
+}
+# benches/results/.gitignore: the raw output of each script is not kept; the
+# suites' JSON and charts are, so that the README can show them.
+RESULTS_GITIGNORE = """\
+# Written by benches/run.py. The suites' JSON (latest*.json) and charts (*.svg)
+# may be committed, from a full run (make bench) only, never from --quick; the
+# raw output of each script (main.json, algorithms.json, ...) is not kept.
+*
+!.gitignore
+!latest*.json
+!*.svg
+"""
 # Import names of the peers each suite needs (from benches/requirements.txt).
 PEER_MODULES = {
     "core": ["limits", "token_bucket"],
@@ -1342,10 +1372,159 @@ def _split_scenarios(
     return {s: [n for n in names if n in known[s]] for s in suites}
 
 
-def _finish(data: dict[str, Any], name: str, args: Any) -> None:
+# --------------------------------------------------------------------------
+# What the charts need: the machine, and what each row is
+# --------------------------------------------------------------------------
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model") and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        out = subprocess.run(
+            ["sysctl", "-n", "machdep.cpu.brand_string"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    return platform.processor() or platform.machine() or None
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine and interpreter of this run (for the charts' caption)."""
+    try:
+        package: str | None = importlib.metadata.version("rust-py-rate-limit")
+    except importlib.metadata.PackageNotFoundError:
+        package = None
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "package": package,
+    }
+
+
+OURS_PACKAGE = "rust-py-rate-limit"
+
+
+def _package(module: str, names: dict[str, str]) -> str | None:
+    if not module:
+        return None
+    if module == "rust_py_rate_limit":
+        return OURS_PACKAGE
+    return names.get(module, module.replace("_", "-"))
+
+
+def suite_rows(suite: str) -> dict[str, dict[str, Any]]:
+    """What each row of ``suite`` is, in display order: ``kind`` (``baseline``,
+    ``ours``, ``previous`` (0.3.1), ``peer``, ``reference``; the server suites
+    also ``async`` and ``threads``, which are ours), ``vs`` (the row a peer is
+    compared with) and ``package`` (its name on PyPI)."""
+    rows: dict[str, dict[str, Any]] = {}
+    if suite == "core":
+        kinds = {"dict": "baseline", "limits": "peer", "token_bucket": "peer"}
+        for name in MAIN_IMPLS:
+            module = core.IMPLS[name].module
+            rows[name] = {
+                "kind": kinds.get(name, "ours"),
+                "vs": None if name == "dict" else "dict",
+                "package": _package(module, {}),
+            }
+        for name, label in RELABEL_031.items():
+            rows[label] = {
+                "kind": "baseline" if name == "dict" else "previous",
+                "vs": None if name == "dict" else "rprl031_dict",
+                "package": None if name == "dict" else f"{OURS_PACKAGE}=={VERSION_031}",
+            }
+    elif suite == "algorithms":
+        for name, v in algo.VARIANTS.items():
+            rows[name] = {
+                "kind": "ours" if v.module == algo.OURS else "peer",
+                "vs": v.vs or None,
+                "package": _package(v.module, algo.PACKAGES),
+            }
+    elif suite == "async":
+        for name, r in aio.ROWS.items():
+            rows[name] = {
+                "kind": "ours" if r.module == aio.OURS else "reference",
+                "vs": r.vs or None,
+                "package": _package(r.module, {}),
+            }
+    elif suite == "http":
+        for name, h in web.ROWS.items():
+            kind = "baseline" if h.baseline else "peer" if h.peer else "ours"
+            rows[name] = {
+                "kind": kind,
+                "vs": None if h.baseline else web.BASELINES.get(h.framework),
+                "package": _package(h.module, web.PACKAGES),
+            }
+    else:
+        mod = rb if suite == "redis" else pb
+        for name, s in mod.ROWS.items():
+            rows[name] = {
+                "kind": s.kind,
+                "vs": s.vs or None,
+                "package": _package(s.module, mod.PACKAGES),
+            }
+    return rows
+
+
+@functools.cache
+def _no_matplotlib() -> None:
+    """Said once per run."""
+    _log(
+        "note: no charts drawn: matplotlib is missing; "
+        "`pip install .[bench]` draws them"
+    )
+
+
+def draw_chart(suite: str, data: dict[str, Any]) -> None:
+    """``benches/results/<suite>.svg`` from ``data``, if matplotlib is here."""
+    if importlib.util.find_spec("matplotlib") is None:
+        _no_matplotlib()
+        return
+    import charts  # needs matplotlib
+
+    path = charts.write(suite, data, ROOT / RESULTS)
+    if path is None:
+        _log(f"note: no {suite} chart: nothing measured to draw")
+    else:
+        _log(f"chart: {path.relative_to(ROOT)}")
+
+
+def redraw_charts(suites: list[str]) -> int:
+    """``--charts-only``: each suite's chart from its JSON, running nothing."""
+    if importlib.util.find_spec("matplotlib") is None:
+        _log("--charts-only needs matplotlib: `pip install .[bench]`")
+        return 1
+    for suite in suites:
+        path = ROOT / RESULTS / JSON_NAMES[suite]
+        if not path.exists():
+            _log(f"note: no {RESULTS / JSON_NAMES[suite]}: no {suite} chart")
+            continue
+        data = json.loads(path.read_text())
+        # A JSON from before run.py stored them: what each row is has not
+        # changed since (the caption then lacks the CPU model).
+        data.setdefault("rows", suite_rows(suite))
+        draw_chart(suite, data)
+    return 0
+
+
+def _finish(data: dict[str, Any], suite: str, args: Any) -> None:
     data["generated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     data["quick"] = args.quick
-    (ROOT / RESULTS / name).write_text(json.dumps(data, indent=2) + "\n")
+    data["machine"] = machine_info()
+    data["rows"] = suite_rows(suite)
+    (ROOT / RESULTS / JSON_NAMES[suite]).write_text(json.dumps(data, indent=2) + "\n")
+    draw_chart(suite, data)
 
 
 def run_core(args: Any, only: list[str] | None) -> dict[str, Any]:
@@ -1363,7 +1542,7 @@ def run_core(args: Any, only: list[str] | None) -> dict[str, Any]:
             )
     data = combine(main_raw, old_raw)
     data["targets"] = [t.evaluate(data) for t in TARGETS]
-    _finish(data, "latest.json", args)
+    _finish(data, "core", args)
     return data
 
 
@@ -1382,7 +1561,7 @@ def run_algorithms(args: Any, only: list[str] | None) -> dict[str, Any]:
         "scenarios": raw["scenarios"],
     }
     data["targets"] = [t.evaluate(data) for t in algo_targets()]
-    _finish(data, "latest-algorithms.json", args)
+    _finish(data, "algorithms", args)
     return data
 
 
@@ -1401,7 +1580,7 @@ def run_async(args: Any, only: list[str] | None) -> dict[str, Any]:
         "scenarios": raw["scenarios"],
     }
     data["targets"] = [t.evaluate(data) for t in ASYNC_TARGETS]
-    _finish(data, "latest-async.json", args)
+    _finish(data, "async", args)
     return data
 
 
@@ -1420,7 +1599,7 @@ def run_http(args: Any, only: list[str] | None) -> dict[str, Any]:
         "scenarios": raw["scenarios"],
     }
     data["targets"] = [t.evaluate(data) for t in http_targets()]
-    _finish(data, "latest-http.json", args)
+    _finish(data, "http", args)
     return data
 
 
@@ -1444,7 +1623,7 @@ def run_redis(args: Any, only: list[str] | None) -> dict[str, Any]:
     }
     unavailable = raw["meta"]["unavailable"] is not None
     data["targets"] = [] if unavailable else [t.evaluate(data) for t in redis_targets()]
-    _finish(data, "latest-redis.json", args)
+    _finish(data, "redis", args)
     return data
 
 
@@ -1467,15 +1646,13 @@ def run_postgres(args: Any, only: list[str] | None) -> dict[str, Any]:
     unavailable = raw["meta"]["unavailable"] is not None
     targets = [] if unavailable else [t.evaluate(data) for t in postgres_targets()]
     data["targets"] = targets
-    _finish(data, "latest-postgres.json", args)
+    _finish(data, "postgres", args)
     return data
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--suite", choices=SUITES, default="core", help="which suite (default: core)"
-    )
+    ap.add_argument("--suite", choices=SUITES, help="which suite (default: core)")
     ap.add_argument("--quick", action="store_true", help="smoke test (< 1 min)")
     ap.add_argument("--repeats", type=int, help="override repeats per scenario")
     ap.add_argument("--scenarios", help="comma list (default: all)")
@@ -1489,15 +1666,25 @@ def main(argv: list[str] | None = None) -> int:
         "--postgres-url",
         help="postgres suite: use this server, not a throwaway one",
     )
+    ap.add_argument(
+        "--charts-only",
+        action="store_true",
+        help="redraw the charts from the JSON files already there (of every "
+        "suite, or of --suite), running nothing",
+    )
     args = ap.parse_args(argv)
 
     os.chdir(ROOT)
     (ROOT / RESULTS).mkdir(parents=True, exist_ok=True)
     ignore = ROOT / RESULTS / ".gitignore"
     if not ignore.exists():
-        ignore.write_text("*\n!.gitignore\n")
+        ignore.write_text(RESULTS_GITIGNORE)
 
-    suites = [s for s in SUITES if s != "all"] if args.suite == "all" else [args.suite]
+    every = [s for s in SUITES if s != "all"]
+    if args.charts_only:
+        return redraw_charts(every if args.suite in (None, "all") else [args.suite])
+    args.suite = args.suite or "core"
+    suites = every if args.suite == "all" else [args.suite]
     only = _split_scenarios(args.scenarios, suites)
     reports: list[tuple[str, dict[str, Any], Path]] = []
     for suite in suites:
