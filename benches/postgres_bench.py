@@ -17,6 +17,9 @@ Rows:
 - baseline: psycopg 3 ``cur.execute("SELECT 1", prepare=True);
   cur.fetchone()`` on an autocommit connection (a prepared statement: one
   round trip, nothing parsed or planned per call);
+- floor: one prepared upsert of a counter in an unlogged table, per key
+  (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``, commit not waited
+  for): what any limiter that writes a hit pays at least, decision aside;
 - ours, sync: ``RateLimiter(rate="1000000/minute", algorithm=A,
   storage=url, pg_schema="rprl_bench", timeout=5, on_error="raise")
   .allow(key)`` for each algorithm;
@@ -282,6 +285,35 @@ def _make_pyrate(ctx: Ctx, limit: int, window: int) -> Handle:
     return CallHandle(lambda key: acquire(key, 1, False), bool, close)
 
 
+def _make_upsert(ctx: Ctx, limit: int, window: int) -> Handle:
+    """The floor of any limiter that writes a hit: one prepared upsert of a
+    counter in an unlogged table (commit not waited for, as ours), no
+    decision, no lock beyond the row's."""
+    conn = _connect(ctx.url, autocommit=True)
+    conn.execute("SET synchronous_commit = off")
+    conn.execute(
+        "CREATE UNLOGGED TABLE IF NOT EXISTS rprl_bench_upsert "
+        "(key text PRIMARY KEY, n bigint NOT NULL)"
+    )
+    cur = conn.cursor()
+    execute = cur.execute
+    fetchone = cur.fetchone
+    sql = (
+        "INSERT INTO rprl_bench_upsert AS t VALUES (%s, 1) ON CONFLICT (key) "
+        "DO UPDATE SET n = t.n + 1 RETURNING n"
+    )
+
+    def upsert(key: str) -> Any:
+        execute(sql, (key,), prepare=True)
+        return fetchone()
+
+    def close() -> None:
+        conn.execute("DROP TABLE IF EXISTS rprl_bench_upsert")
+        conn.close()
+
+    return CallHandle(upsert, core.always_true, close)
+
+
 ROWS: dict[str, Row] = {
     r.name: r
     for r in (
@@ -291,6 +323,15 @@ ROWS: dict[str, Row] = {
             _make_select1,
             'psycopg `cur.execute("SELECT 1", prepare=True); cur.fetchone()`, '
             "autocommit: **the baseline**",
+            "baseline",
+        ),
+        Row(
+            "upsert",
+            "psycopg",
+            _make_upsert,
+            "psycopg, one prepared `INSERT ... ON CONFLICT (key) DO UPDATE SET "
+            "n = n + 1 RETURNING n` in an unlogged table, `synchronous_commit "
+            "= off`: the floor of any limiter that writes a hit (no decision)",
             "baseline",
         ),
         Row(
