@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export PYO3_PYTHON := $(abspath $(PY))
 export CARGO_TERM_COLOR := never
 
-.PHONY: help venv build test test-rust test-python lint fmt docs bench bench-quick demo test-matrix clean
+.PHONY: help venv build test test-rust test-python lint fmt docs bench bench-quick demo test-matrix wheels clean
 
 help:
 	@echo "make test         build the extension (release) and run cargo + pytest"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench        side-by-side benchmarks against peers (ratios)"
 	@echo "make demo         run the demo on the in-memory store"
 	@echo "make test-matrix  pytest on every CPython 3.10-3.13 found (pyenv)"
+	@echo "make wheels       portable Linux wheels in dist/ (zig), audited, smoke-tested"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +74,12 @@ demo: $(STAMP)
 
 test-matrix: $(STAMP)
 	bash .ci/test-matrix
+
+# manylinux2014 x86_64 (+ aarch64, musllinux_1_2 x86_64 when the Rust targets
+# can be had), built with zig from PyPI, checked with auditwheel and tested
+# installed on every CPython 3.10-3.13 found; a few minutes per wheel.
+wheels: $(STAMP)
+	bash scripts/wheels.sh
 
 clean:
 	cargo clean
