@@ -52,3 +52,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI (RUST_PY_RATE_LIMIT_CI=1): {report.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
+    """Nor may a whole module skip (``pytest.importorskip`` at its top, for
+    a package CI should have installed): that is a failure too."""
+    outcome = yield
+    report = outcome.get_result()
+    if in_ci() and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (RUST_PY_RATE_LIMIT_CI=1): {report.longrepr}"

@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("matplotlib")
-
 BENCHES = Path(__file__).resolve().parents[2] / "benches"
 sys.path.insert(0, str(BENCHES))
 
