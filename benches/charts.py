@@ -371,7 +371,11 @@ def http_chart(data: dict[str, Any]) -> Chart | None:
         "run (log scale; lower is better)",
         "1x = the same app without limiting",
         groups,
-        _legend(data, "the app without limiting (baseline)"),
+        _legend(
+            data,
+            "the app without limiting (baseline)",
+            reference="reference: a middleware that only adds a header",
+        ),
         caption(data),
     )
 

@@ -12,6 +12,8 @@ Scenarios are frameworks, rows are apps:
 
 - ``fastapi``: ``fastapi`` (no limiting: the baseline), ``fastapi_ours``
   (``app.add_middleware(RateLimitMiddleware, limit=10**9, window_seconds=60)``),
+  ``fastapi_noop`` (a pure ASGI middleware that only adds one header: the
+  floor of any header-adding middleware, to read the target against),
   ``slowapi`` (``Limiter(key_func=get_remote_address)`` and
   ``@limiter.limit("1000000000/minute")`` on the route).
 - ``flask``: ``flask`` (the baseline), ``flask_ours`` (``FlaskRateLimiter(app,
@@ -30,7 +32,7 @@ Same machinery as ``scenarios.py``: interleaved repeats, rotated order,
 median, a fresh app (and limiter) per run, warm-up, GC off while timed; each
 row's ``ratio`` is to the baseline of its framework. Before measuring, every
 row is built once with a limit of 2 and must answer 200, 200, then 429 (the
-baselines: 200 three times), so a misconfigured limiter is caught.
+baselines and references: 200 three times), so a misconfigured limiter is caught.
 
 Output is JSON on stdout (or in ``--json FILE``); progress goes to stderr.
 
@@ -318,6 +320,36 @@ def _make_fastapi_ours(limit: int, window: int) -> Handle:
     return AsgiHandle(app)
 
 
+class _HeaderMiddleware:
+    """The least a header-adding ASGI middleware does: pass the request on
+    and add one header as the response starts (no decision)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        def send_with_header(message: Any) -> Any:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), HEADER]
+            return send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+HEADER = (b"x-ratelimit-limit", b"1000000000")
+
+
+def _make_fastapi_noop(limit: int, window: int) -> Handle:
+    app, hello = _fastapi_app()
+    app.get(PATH)(hello)
+    app.add_middleware(_HeaderMiddleware)
+    return AsgiHandle(app)
+
+
 def _make_slowapi(limit: int, window: int) -> Handle:
     """slowapi as its docs show: app.state.limiter, the 429 handler, and
     ``@limiter.limit(...)`` under ``@app.get(...)``."""
@@ -482,6 +514,7 @@ class Row:
     what: str
     baseline: bool = False
     peer: bool = False
+    reference: bool = False  # neither ours nor a peer: a floor to read against
 
 
 ROWS: dict[str, Row] = {
@@ -502,6 +535,15 @@ ROWS: dict[str, Row] = {
             _make_fastapi_ours,
             "the same app + `app.add_middleware(RateLimitMiddleware, "
             "limit=10**9, window_seconds=60)`",
+        ),
+        Row(
+            "fastapi_noop",
+            "fastapi",
+            "fastapi",
+            _make_fastapi_noop,
+            "the same app + a pure ASGI middleware that only adds one header "
+            "as the response starts: the floor of any header-adding middleware",
+            reference=True,
         ),
         Row(
             "slowapi",
@@ -599,7 +641,7 @@ def _probe(row: Row) -> str | None:
         return f"probe request failed: {type(exc).__name__}: {exc}"
     finally:
         handle.close()
-    want = [True, True, True] if row.baseline else [True, True, False]
+    want = [True, True, True] if row.baseline or row.reference else [True, True, False]
     if got != want:
         shown = ["200" if ok else "429" for ok in got]
         return f"limit 2 answered {', '.join(shown)} (expected 200, 200, 429)"

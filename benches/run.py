@@ -1460,7 +1460,15 @@ def suite_rows(suite: str) -> dict[str, dict[str, Any]]:
             }
     elif suite == "http":
         for name, h in web.ROWS.items():
-            kind = "baseline" if h.baseline else "peer" if h.peer else "ours"
+            kind = (
+                "baseline"
+                if h.baseline
+                else "peer"
+                if h.peer
+                else "reference"
+                if h.reference
+                else "ours"
+            )
             rows[name] = {
                 "kind": kind,
                 "vs": None if h.baseline else web.BASELINES.get(h.framework),

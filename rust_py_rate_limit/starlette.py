@@ -278,7 +278,10 @@ class RateLimitMiddleware:
             def send_with_headers(message: Message) -> Awaitable[None]:
                 if message["type"] == "http.response.start":
                     headers = message.get("headers", ())
-                    if all(name.lower() != first for name, _ in headers):
+                    for name, _ in headers:  # ASGI response names are lower case
+                        if name == first:
+                            break
+                    else:
                         message["headers"] = [*headers, *extra]
                 return send(message)
 
