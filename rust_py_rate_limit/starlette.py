@@ -124,6 +124,11 @@ class ScopeView:
         return [v.decode("latin-1") for k, v in self.scope["headers"] if k == raw]
 
 
+# The names that say a response already describes a rate limit (both
+# header modes; not Retry-After, which an app's own 503 may carry).
+_LIMIT_HEADERS = frozenset((b"x-ratelimit-limit", b"ratelimit-policy", b"ratelimit"))
+
+
 async def answer(send: Send, verdict: Verdict) -> None:
     """Sends the JSON answer of a verdict that does not pass (429, 503)."""
     body = verdict.body
@@ -270,16 +275,18 @@ class RateLimitMiddleware:
                 await self.app(scope, receive, send)
                 return
 
-            first = extra[0][0]
-
             # A plain function returning send's awaitable: no coroutine of
             # its own per message. A response that already describes a
-            # limit (a route's own RateLimit) keeps its headers alone.
+            # limit (a route's own RateLimit, in any header mode or case)
+            # keeps its headers alone.
             def send_with_headers(message: Message) -> Awaitable[None]:
                 if message["type"] == "http.response.start":
                     headers = message.get("headers", ())
-                    for name, _ in headers:  # ASGI response names are lower case
-                        if name == first:
+                    if type(headers) is not list:
+                        headers = list(headers)  # any iterable: read it once
+                    for name, _ in headers:
+                        if name.lower() in _LIMIT_HEADERS:
+                            message["headers"] = headers
                             break
                     else:
                         message["headers"] = [*headers, *extra]

@@ -150,7 +150,7 @@ have_target() {
         echo "rustup is not installed, and the Rust target $target is not either"
         return 1
     fi
-    if err=$(timeout 300 rustup target add "$target" 2>&1); then
+    if err=$(timeout 120 rustup target add "$target" 2>&1); then
         echo "   (rustup target add $target: fetched)" >&2
         return 0
     fi

@@ -303,6 +303,39 @@ def test_a_route_limit_under_the_middleware_sends_one_set_of_headers() -> None:
     assert TestClient(plain).get("/").headers.get_list("x-ratelimit-limit") == ["100"]
 
 
+@pytest.mark.parametrize(
+    "inner",
+    [
+        [(b"X-RateLimit-Limit", b"2")],  # any case (Django's ASGI handler keeps it)
+        [(b"ratelimit-policy", b'"default";q=2;w=60')],  # the other mode
+    ],
+)
+def test_the_middleware_leaves_a_described_limit_alone(inner: Any) -> None:
+    """Headers given as any iterable are read once and kept, with ours added
+    only when no rate-limit header is there already."""
+
+    def app_with(headers: list[tuple[bytes, bytes]]) -> Any:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": (h for h in headers),  # a generator
+                }
+            )
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        return RateLimitMiddleware(app, limit=100, window_seconds=60)
+
+    own = [(b"content-type", b"text/plain"), *inner]
+    described = TestClient(app_with(own)).get("/")
+    assert described.headers["content-type"] == "text/plain"
+    assert "x-ratelimit-remaining" not in described.headers
+    plain = TestClient(app_with([(b"content-type", b"text/plain")])).get("/")
+    assert plain.headers["content-type"] == "text/plain"
+    assert plain.headers.get_list("x-ratelimit-limit") == ["100"]
+
+
 def test_route_dependency_keys_on_the_template() -> None:
     app, clock = dependency_app()
     client = TestClient(app)

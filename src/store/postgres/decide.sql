@@ -207,9 +207,10 @@ BEGIN
 END $$;
 
 -- Deletes up to p_batch expired rows of each table; how many. Rows a
--- decision holds are skipped, not waited for: a sweep then never blocks a
--- decision behind a batch, and never deadlocks with a compound decision
--- that locks its rules' rows in another order (the next sweep takes them).
+-- decision holds are skipped, not waited for (the next sweep takes them): a
+-- sweep never waits on a decision, so it cannot deadlock with a compound
+-- decision that locks its rules' rows in another order. (A decision that
+-- meets a row the sweep holds waits for the sweep's commit.)
 CREATE OR REPLACE FUNCTION __SCHEMA__.sweep(p_batch integer, p_now bigint)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
