@@ -1611,51 +1611,53 @@ def run_http(args: Any, only: list[str] | None) -> dict[str, Any]:
     return data
 
 
-def run_redis(args: Any, only: list[str] | None) -> dict[str, Any]:
-    extra = ["--redis-url", args.redis_url] if args.redis_url else []
+def _run_server_suite(
+    args: Any,
+    only: list[str] | None,
+    suite: str,
+    rows: list[str],
+    script: Path,
+    url_flag: str,
+    url: str | None,
+    targets: Callable[[], list[Target]],
+    keep: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A suite against a server (its own throwaway one unless ``url``):
+    targets are evaluated only when the server was there; ``keep`` names
+    the raw result's extra sections carried into the data."""
     raw = run_scenarios(
         sys.executable,
-        list(rb.ROWS),
-        RESULTS / "redis.json",
+        rows,
+        RESULTS / f"{suite}.json",
         args,
-        script=REDIS,
+        script=script,
         only=only,
-        extra=extra,
+        extra=[url_flag, url] if url else [],
     )
     data: dict[str, Any] = {
-        "suite": "redis",
+        "suite": suite,
         "processes": {"main": raw["meta"]},
         "scenarios": raw["scenarios"],
-        "deadline": raw.get("deadline"),
-        "flood": raw.get("flood"),
+        **{key: raw.get(key) for key in keep},
     }
     unavailable = raw["meta"]["unavailable"] is not None
-    data["targets"] = [] if unavailable else [t.evaluate(data) for t in redis_targets()]
-    _finish(data, "redis", args)
+    data["targets"] = [] if unavailable else [t.evaluate(data) for t in targets()]
+    _finish(data, suite, args)
     return data
+
+
+def run_redis(args: Any, only: list[str] | None) -> dict[str, Any]:
+    return _run_server_suite(
+        args, only, "redis", list(rb.ROWS), REDIS, "--redis-url", args.redis_url,
+        redis_targets, keep=("deadline", "flood"),
+    )  # fmt: skip
 
 
 def run_postgres(args: Any, only: list[str] | None) -> dict[str, Any]:
-    extra = ["--postgres-url", args.postgres_url] if args.postgres_url else []
-    raw = run_scenarios(
-        sys.executable,
-        list(pb.ROWS),
-        RESULTS / "postgres.json",
-        args,
-        script=POSTGRES,
-        only=only,
-        extra=extra,
-    )
-    data: dict[str, Any] = {
-        "suite": "postgres",
-        "processes": {"main": raw["meta"]},
-        "scenarios": raw["scenarios"],
-    }
-    unavailable = raw["meta"]["unavailable"] is not None
-    targets = [] if unavailable else [t.evaluate(data) for t in postgres_targets()]
-    data["targets"] = targets
-    _finish(data, "postgres", args)
-    return data
+    return _run_server_suite(
+        args, only, "postgres", list(pb.ROWS), POSTGRES, "--postgres-url",
+        args.postgres_url, postgres_targets,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
