@@ -68,6 +68,42 @@ def test_every_block_of_the_page_runs(page: Path) -> None:
 
 ROOT = DOCS.parent
 
+# The blocks fenced ```py on purpose, so not run: page -> how many, and why.
+# A new one fails test_blocks_not_run_are_listed until it is listed here.
+NOT_RUN: dict[str, tuple[int, str]] = {
+    "migration/from-0.3.1.md": (4, "0.3.1's side of each tab"),
+    "migration/from-django-ratelimit-and-drf.md": (
+        7,
+        "django-ratelimit's and DRF's sides; one Django settings dict naming "
+        "a Redis server",
+    ),
+    "migration/from-limits-slowapi-flask-limiter.md": (
+        8,
+        "limits', slowapi's and Flask-Limiter's sides; ours against a Redis "
+        "and a PostgreSQL server by name",
+    ),
+    "migration/from-pyrate-limiter.md": (
+        6,
+        "pyrate-limiter's sides; ours against a Redis and a PostgreSQL server by name",
+    ),
+}
+UNRUN = re.compile(r"^ *```py$", flags=re.M)
+
+
+def test_blocks_not_run_are_listed() -> None:
+    """Every block deliberately left unrun (fenced ```py) is counted and
+    listed in NOT_RUN with its reason; every other Python block runs."""
+    found = {
+        str(page.relative_to(DOCS)): n
+        for page in sorted(DOCS.rglob("*.md"))
+        if (n := len(UNRUN.findall(page.read_text())))
+    }
+    assert found == {page: n for page, (n, _) in NOT_RUN.items()}
+    assert not UNRUN.findall((ROOT / "README.md").read_text())
+    # The blocks that run (59 on the site when this was written).
+    ran = sum(len(blocks(page)) for page in PAGES)
+    assert ran >= 50, ran
+
 
 def slugs(page: Path) -> set[str]:
     """The anchors of a page's headings, as GitHub and the site make them."""
