@@ -188,7 +188,8 @@ class _Mirror:
         self.interval = interval
         self._pid = os.getpid()
         self._thread: threading.Thread | None = None
-        os.register_at_fork(after_in_child=self._forked)
+        if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+            os.register_at_fork(after_in_child=self._forked)
         atexit.register(self.stop)
 
     def _forked(self) -> None:

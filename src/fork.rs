@@ -12,7 +12,6 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Once;
 
 const FORKING: usize = 1 << (usize::BITS - 1);
 
@@ -67,9 +66,15 @@ pub fn generation() -> u64 {
     FORKS.load(Ordering::Acquire)
 }
 
+/// Installs the `pthread_atfork` handlers (once). Windows has no fork: a
+/// child process starts afresh there, so there is nothing to install.
+#[cfg(not(unix))]
+pub fn install() {}
+
 /// Installs the `pthread_atfork` handlers (once).
+#[cfg(unix)]
 pub fn install() {
-    static INSTALL: Once = Once::new();
+    static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
         // SAFETY: the handlers are plain `extern "C"` functions that only
         // touch an atomic.
@@ -79,6 +84,7 @@ pub fn install() {
     });
 }
 
+#[cfg(unix)]
 extern "C" fn prepare() {
     GATE.fetch_or(FORKING, Ordering::AcqRel);
     while GATE.load(Ordering::Acquire) & !FORKING != 0 {
@@ -86,10 +92,12 @@ extern "C" fn prepare() {
     }
 }
 
+#[cfg(unix)]
 extern "C" fn reopen() {
     GATE.fetch_and(!FORKING, Ordering::AcqRel);
 }
 
+#[cfg(unix)]
 extern "C" fn in_child() {
     FORKS.fetch_add(1, Ordering::AcqRel);
     reopen();

@@ -12,7 +12,8 @@
 //! that finish together cost one wake-up, not a hundred GIL hand-offs (which
 //! is what pyo3-async-runtimes' per-result `call_soon_threadsafe` from a
 //! blocking thread costs; it capped 100 concurrent awaits at ~3x the
-//! sequential rate). Loops without `add_reader` (none on POSIX) fall back to
+//! sequential rate). Loops without `add_reader` (none on POSIX), and every
+//! loop on Windows (where a pipe cannot be watched), fall back to
 //! pyo3-async-runtimes on the same runtime.
 //!
 //! `future_into_py` runs a Rust future as a task; `completion` gives a
@@ -21,7 +22,6 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::future::Future;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -310,11 +310,18 @@ fn registered_waker(event_loop: &Bound<'_, PyAny>) -> PyResult<Option<Arc<LoopWa
     if !found.is_none() {
         return Ok(None);
     }
-    let waker = Arc::new(LoopWaker::new().map_err(|e| {
-        PyRuntimeError::new_err(format!(
-            "could not create the event loop's wake-up pipe: {e}"
-        ))
-    })?);
+    let waker = match LoopWaker::new() {
+        Ok(waker) => Arc::new(waker),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+            registry.set_item(event_loop, false)?;
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(PyRuntimeError::new_err(format!(
+                "could not create the event loop's wake-up pipe: {e}"
+            )))
+        }
+    };
     let drain = Bound::new(
         py,
         LoopDrain {
@@ -381,38 +388,20 @@ struct LoopWaker {
 
 struct WakerState {
     pending: Vec<Done>,
-    /// The pipe (read end, write end); None once the loop closed: the
-    /// descriptors are closed under this lock, so no push can write to a
-    /// number the process has since reused.
-    pipe: Option<(OwnedFd, OwnedFd)>,
+    /// The pipe; None once the loop closed: the descriptors are closed
+    /// under this lock, so no push can write to a number the process has
+    /// since reused.
+    pipe: Option<WakePipe>,
 }
 
 impl LoopWaker {
     fn new() -> std::io::Result<Self> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe() writes.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: pipe() succeeded, so both are open descriptors we own.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        for fd in [read.as_raw_fd(), write.as_raw_fd()] {
-            // SAFETY: fcntl on a descriptor we own.
-            let ok = unsafe {
-                let flags = libc::fcntl(fd, libc::F_GETFL);
-                flags >= 0
-                    && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
-                    && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
-            };
-            if !ok {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
+        let pipe = WakePipe::open()?;
         Ok(Self {
-            read_fd: read.as_raw_fd(),
+            read_fd: pipe.read_fd(),
             state: parking_lot::Mutex::new(WakerState {
                 pending: Vec::new(),
-                pipe: Some((read, write)),
+                pipe: Some(pipe),
             }),
             links: parking_lot::Mutex::new(Vec::new()),
         })
@@ -422,24 +411,15 @@ impl LoopWaker {
     /// result for a closed loop is dropped (its future can never run).
     fn push(&self, done: Done) {
         let mut state = self.state.lock();
-        let Some((_, write)) = &state.pipe else {
+        if state.pipe.is_none() {
             drop(state);
             drop(done); // its references are released when the GIL is next held
             return;
-        };
-        let fd = write.as_raw_fd();
+        }
         state.pending.push(done);
         if state.pending.len() == 1 {
-            loop {
-                // SAFETY: writes one byte from a live buffer to our own pipe,
-                // open while the lock is held.
-                let n = unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
-                // EAGAIN: the pipe is full of wake-ups already, as good as one.
-                if n >= 0
-                    || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
-                {
-                    break;
-                }
+            if let Some(pipe) = &state.pipe {
+                pipe.wake();
             }
         }
     }
@@ -448,18 +428,8 @@ impl LoopWaker {
     /// that either is taken now or writes a fresh wake-up.
     fn take(&self) -> Vec<Done> {
         let mut state = self.state.lock();
-        if let Some((read, _)) = &state.pipe {
-            let mut buf = [0u8; 64];
-            loop {
-                // SAFETY: reads into a live buffer of the given length from
-                // our own pipe, open while the lock is held.
-                let n = unsafe { libc::read(read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-                if n <= 0
-                    && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
-                {
-                    break;
-                }
-            }
+        if let Some(pipe) = &state.pipe {
+            pipe.drain();
         }
         std::mem::take(&mut state.pending)
     }
@@ -479,6 +449,98 @@ impl LoopWaker {
         let mut state = self.state.lock();
         state.pipe = None;
         (std::mem::take(&mut state.pending), unanswered)
+    }
+}
+
+/// A loop's wake-up pipe: non-blocking, close-on-exec, its read end
+/// watched by `add_reader`.
+#[cfg(unix)]
+struct WakePipe {
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+}
+
+#[cfg(unix)]
+impl WakePipe {
+    fn open() -> std::io::Result<Self> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe() writes.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: pipe() succeeded, so both are open descriptors we own.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        for fd in [read.as_raw_fd(), write.as_raw_fd()] {
+            // SAFETY: fcntl on a descriptor we own.
+            let ok = unsafe {
+                let flags = libc::fcntl(fd, libc::F_GETFL);
+                flags >= 0
+                    && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+                    && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
+            };
+            if !ok {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(Self { read, write })
+    }
+
+    fn read_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.read.as_raw_fd()
+    }
+
+    /// Writes one byte (the caller holds the waker's lock, so the pipe is
+    /// open).
+    fn wake(&self) {
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: writes one byte from a live buffer to our own pipe.
+            let n = unsafe { libc::write(self.write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+            // EAGAIN: the pipe is full of wake-ups already, as good as one.
+            if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+    }
+
+    /// Reads every wake-up written so far.
+    fn drain(&self) {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: reads into a live buffer of its length from our pipe.
+            let n =
+                unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+    }
+}
+
+/// No wake-up pipe where a pipe cannot be watched by an event loop
+/// (Windows): `open` says so, and every loop takes the fallback path.
+#[cfg(not(unix))]
+enum WakePipe {}
+
+#[cfg(not(unix))]
+impl WakePipe {
+    fn open() -> std::io::Result<Self> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
+    fn read_fd(&self) -> i32 {
+        match *self {}
+    }
+
+    fn wake(&self) {
+        match *self {}
+    }
+
+    fn drain(&self) {
+        match *self {}
     }
 }
 

@@ -52,6 +52,7 @@ impl Connect {
                 let port = config.get_ports().first().copied().unwrap_or(5432);
                 match host {
                     tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                    #[cfg(unix)]
                     tokio_postgres::config::Host::Unix(dir) => {
                         format!("{}/.s.PGSQL.{port}", dir.display())
                     }

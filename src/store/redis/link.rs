@@ -20,12 +20,11 @@
 //! Nothing here knows Python: `R` is whatever the binding resolves (a
 //! future), and the binding runs every method on the loop's thread.
 
-use std::os::fd::RawFd;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::batch::{Job, MAX_BATCH};
-use super::resp::{self, Conn, Failure, Value};
+use super::resp::{self, Conn, Failure, Sock, Value};
 use super::{RedisStore, StoreError};
 use crate::store::Outcome;
 
@@ -73,7 +72,7 @@ const TIMER_SLACK: Duration = Duration::from_millis(1);
 
 /// One event loop's connection to the store's server.
 pub struct Link<R> {
-    fd: RawFd,
+    fd: Sock,
     state: Mutex<State<R>>,
 }
 
@@ -92,7 +91,7 @@ struct State<R> {
 
 impl<R> Link<R> {
     /// The socket the loop watches.
-    pub fn fd(&self) -> RawFd {
+    pub fn fd(&self) -> Sock {
         self.fd
     }
 

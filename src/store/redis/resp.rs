@@ -6,7 +6,7 @@
 //! after accepting, would hold the caller for a multiple of the timeout. Here
 //! the operation has one deadline, and every wait (connect, each write, each
 //! read) gets only what is left of it: the socket is non-blocking and each
-//! wait is a `poll()` for the time left. DNS resolution runs on a helper
+//! wait is a `poll()` (`WSAPoll()` on Windows) for the time left. DNS resolution runs on a helper
 //! thread the caller waits for until the deadline (an IP literal needs none).
 //!
 //! Commands are RESP arrays of bulk strings; replies are parsed
@@ -15,8 +15,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
+#[cfg(unix)]
+use std::os::fd::{AsRawFd, RawFd as RawSock};
+#[cfg(unix)]
 use std::os::unix::net::UnixStream;
+#[cfg(windows)]
+use std::os::windows::io::{AsRawSocket, RawSocket as RawSock};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -56,8 +60,13 @@ pub(super) struct Endpoint {
 #[derive(Debug, Clone)]
 enum Target {
     Tcp(String, u16),
+    #[cfg_attr(not(unix), allow(dead_code))]
     Unix(PathBuf),
 }
+
+/// A socket as the OS names it (a descriptor, or a Windows `SOCKET`), for
+/// `wait` and for an event loop's `add_reader`.
+pub(super) type Sock = RawSock;
 
 impl Endpoint {
     /// The endpoint of `client`; `None` for TLS (`rediss://`), whose sync
@@ -301,13 +310,18 @@ fn server_error(line: &[u8]) -> String {
 
 enum Stream {
     Tcp(TcpStream),
+    #[cfg(unix)]
     Unix(UnixStream),
 }
 
 impl Stream {
-    fn fd(&self) -> RawFd {
+    fn fd(&self) -> Sock {
         match self {
+            #[cfg(unix)]
             Stream::Tcp(s) => s.as_raw_fd(),
+            #[cfg(windows)]
+            Stream::Tcp(s) => s.as_raw_socket(),
+            #[cfg(unix)]
             Stream::Unix(s) => s.as_raw_fd(),
         }
     }
@@ -315,6 +329,7 @@ impl Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
             Stream::Unix(s) => s.read(buf),
         }
     }
@@ -323,6 +338,7 @@ impl Stream {
         match self {
             // std sends with MSG_NOSIGNAL on a TCP socket.
             Stream::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
             Stream::Unix(s) => {
                 // A peer gone would raise SIGPIPE on write(2): send(2)
                 // with MSG_NOSIGNAL returns EPIPE instead.
@@ -349,19 +365,21 @@ impl Stream {
     }
 }
 
-/// Waits until `fd` is ready for `events` or the deadline passes.
-fn wait(fd: RawFd, events: libc::c_short, deadline: Deadline) -> Result<(), Failure> {
+/// What `wait` waits for.
+#[derive(Clone, Copy)]
+enum Ready {
+    Read,
+    Write,
+}
+
+/// Waits until `fd` is ready to read or write, or the deadline passes.
+fn wait(fd: Sock, ready: Ready, deadline: Deadline) -> Result<(), Failure> {
     loop {
         let left = deadline.left()?;
         // poll() takes whole milliseconds: round up, so it never returns
         // before the deadline and spins.
-        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-        let mut pfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let rc = poll_one(fd, ready, ms);
         if rc > 0 {
             return Ok(());
         }
@@ -372,6 +390,37 @@ fn wait(fd: RawFd, events: libc::c_short, deadline: Deadline) -> Result<(), Fail
             }
         }
     }
+}
+
+#[cfg(unix)]
+fn poll_one(fd: Sock, ready: Ready, ms: i32) -> i32 {
+    let events = match ready {
+        Ready::Read => libc::POLLIN,
+        Ready::Write => libc::POLLOUT,
+    };
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, alive for the call.
+    unsafe { libc::poll(&mut pfd, 1, ms) }
+}
+
+#[cfg(windows)]
+fn poll_one(fd: Sock, ready: Ready, ms: i32) -> i32 {
+    use windows_sys::Win32::Networking::WinSock::{WSAPoll, POLLRDNORM, POLLWRNORM, WSAPOLLFD};
+    let events = match ready {
+        Ready::Read => POLLRDNORM,
+        Ready::Write => POLLWRNORM,
+    };
+    let mut pfd = WSAPOLLFD {
+        fd: fd as usize,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one WSAPOLLFD, alive for the call; the socket is ours.
+    unsafe { WSAPoll(&mut pfd, 1, ms) }
 }
 
 /// One connection to a server, logged in and on its database.
@@ -388,6 +437,14 @@ impl Conn {
     pub(super) fn connect(endpoint: &Endpoint, deadline: Deadline) -> Result<Self, Failure> {
         let stream = match &endpoint.target {
             Target::Tcp(host, port) => Stream::Tcp(connect_tcp(host, *port, deadline)?),
+            #[cfg(not(unix))]
+            Target::Unix(path) => {
+                return Err(Failure::Connect(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("no Unix sockets on this platform: {}", path.display()),
+                )))
+            }
+            #[cfg(unix)]
             Target::Unix(path) => {
                 // A local connect does not wait for the server to answer.
                 let stream = UnixStream::connect(path).map_err(Failure::Connect)?;
@@ -461,7 +518,7 @@ impl Conn {
     }
 
     /// The socket, for an event loop to watch.
-    pub(super) fn fd(&self) -> RawFd {
+    pub(super) fn fd(&self) -> Sock {
         self.stream.fd()
     }
 
@@ -557,7 +614,7 @@ impl Conn {
                 Ok(0) => break Err(Failure::Closed),
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = wait(self.stream.fd(), libc::POLLOUT, deadline) {
+                    if let Err(e) = wait(self.stream.fd(), Ready::Write, deadline) {
                         break Err(e);
                     }
                 }
@@ -577,7 +634,7 @@ impl Conn {
                 self.input.drain(..used);
                 return Ok(value);
             }
-            wait(self.stream.fd(), libc::POLLIN, deadline)?;
+            wait(self.stream.fd(), Ready::Read, deadline)?;
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(Failure::Closed),
