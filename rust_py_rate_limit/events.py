@@ -168,7 +168,10 @@ class _Dispatcher:
             self.wake.wait(POLL_INTERVAL)
             self.wake.clear()
             try:
-                self.deliver()
+                # Not `deliver()`: that returns at once on this thread (it
+                # is how a callback's flush() is kept from waiting on itself).
+                with self.delivering:
+                    self._deliver()
             except Exception:  # never let the thread die
                 _logger.exception("event delivery failed")
 
@@ -193,7 +196,8 @@ class _Dispatcher:
 
 
 _dispatcher = _Dispatcher()
-os.register_at_fork(after_in_child=_dispatcher.forked)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_dispatcher.forked)
 atexit.register(_dispatcher.at_exit)
 
 

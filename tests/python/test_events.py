@@ -55,6 +55,26 @@ def test_a_flood_is_one_blocked_event_per_window(clock: ManualClock) -> None:
     assert got[1]["refusals_before"] == 10_000, "the flood the first event stood for"
 
 
+def test_the_delivery_thread_delivers_without_a_flush(clock: ManualClock) -> None:
+    """Events reach the callback from the daemon thread within its poll
+    interval, nobody calling flush() (real time: the thread's own loop)."""
+    limiter = RateLimiter(1, 60, clock=clock)
+    got: list[dict[str, Any]] = []
+    arrived = threading.Event()
+
+    def callback(event: dict[str, Any]) -> None:
+        got.append(event)
+        arrived.set()
+
+    limiter.on_event(callback)
+    assert limiter.allow("k") is True
+    assert limiter.allow("k") is False
+    assert arrived.wait(10), "the delivery thread delivered nothing"
+    assert [e["event_type"] for e in got] == ["rate_limit_blocked"]
+    assert _dispatcher.thread is not None
+    assert _dispatcher.thread.is_alive()
+
+
 def test_eight_threads_flooding_one_key_make_one_event(clock: ManualClock) -> None:
     limiter = RateLimiter(10, 60, clock=clock)
     got = collect(limiter)
