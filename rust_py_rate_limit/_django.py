@@ -8,9 +8,11 @@ answers ``OPTIONS`` without application code.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.views import View
@@ -20,6 +22,7 @@ from rust_py_rate_limit.keys import ClientAddressUnavailable
 
 __all__ = ["MARK", "DjangoLimit", "DjangoView", "answers_options_without_view_code"]
 
+V = TypeVar("V", bound=Callable[..., Any])
 _MISSING = object()
 #: Set on a response whose rate-limit headers a `DjangoLimit` added.
 MARK = "_rust_py_rate_limit_decided"
@@ -122,6 +125,36 @@ class DjangoLimit:
         setattr(response, MARK, True)
         return response
 
+    def wrap(self, view: V) -> V:
+        """``view`` (sync or async, a function or a class-based view's
+        handler) deciding by this limit before it runs."""
+        limit = self
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                request = _request_of(args)
+                verdict = await limit.adecide(request)
+                if not verdict.passes:
+                    return limit.answer(request, verdict)
+                return limit.add_headers(await view(*args, **kwargs), verdict)
+
+            return cast(V, async_wrapper)
+
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            request = _request_of(args)
+            verdict = limit.decide(request)
+            if not verdict.passes:
+                refusal = limit.answer(request, verdict)
+                return _later(refusal) if _returns_awaitable(view) else refusal
+            response = view(*args, **kwargs)
+            if isinstance(response, Awaitable):
+                return _with_headers(response, limit, verdict)
+            return limit.add_headers(response, verdict)
+
+        return cast(V, wrapper)
+
     def answer(self, request: HttpRequest, verdict: Verdict) -> Any:
         """The response to a verdict that does not pass (429, 503)."""
         if verdict.limited and self.policy.on_blocked is not None:
@@ -131,6 +164,33 @@ class DjangoLimit:
                 verdict.body, status=verdict.status, content_type="application/json"
             )
         return self.add_headers(response, verdict)
+
+
+def _returns_awaitable(view: Callable[..., Any]) -> bool:
+    """Whether a sync ``view`` belongs to an async class-based view
+    (``method_decorator(..., name="dispatch")`` on ``async def`` handlers):
+    a refusal must then be a coroutine too."""
+    owner = getattr(getattr(view, "func", view), "__self__", None)
+    return bool(getattr(owner, "view_is_async", False))
+
+
+async def _later(response: Any) -> Any:
+    return response
+
+
+async def _with_headers(
+    pending: Awaitable[Any], limit: DjangoLimit, verdict: Verdict
+) -> Any:
+    return limit.add_headers(await pending, verdict)
+
+
+def _request_of(args: tuple[Any, ...]) -> HttpRequest:
+    if not args or not hasattr(args[0], "META"):
+        raise TypeError(
+            "@ratelimit: the view's first argument is not a request; on a "
+            "class-based view use method_decorator(ratelimit(...), name=...)"
+        )
+    return args[0]
 
 
 def answers_options_without_view_code(view_func: object) -> bool:

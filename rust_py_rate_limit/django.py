@@ -13,10 +13,9 @@ Django has resolved its view: it is not counted when that view answers
 
 from __future__ import annotations
 
-import functools
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -204,33 +203,6 @@ class RateLimitMiddleware:
 # -- the view decorator ----------------------------------------------------------
 
 
-def _returns_awaitable(view: Callable[..., Any]) -> bool:
-    """Whether a sync ``view`` belongs to an async class-based view
-    (``method_decorator(..., name="dispatch")`` on ``async def`` handlers):
-    a refusal must then be a coroutine too."""
-    owner = getattr(getattr(view, "func", view), "__self__", None)
-    return bool(getattr(owner, "view_is_async", False))
-
-
-async def _later(response: Any) -> Any:
-    return response
-
-
-async def _with_headers(
-    pending: Awaitable[Any], limit: DjangoLimit, verdict: Verdict
-) -> Any:
-    return limit.add_headers(await pending, verdict)
-
-
-def _request_of(args: tuple[Any, ...]) -> HttpRequest:
-    if not args or not hasattr(args[0], "META"):
-        raise TypeError(
-            "@ratelimit: the view's first argument is not a request; on a "
-            "class-based view use method_decorator(ratelimit(...), name=...)"
-        )
-    return args[0]
-
-
 def ratelimit(
     rate: str | list[str] | None = None,
     *,
@@ -273,33 +245,7 @@ def ratelimit(
     def decorator(view: V) -> V:
         module = getattr(view, "__module__", None) or type(view).__module__
         name = getattr(view, "__qualname__", None) or type(view).__qualname__
-        limit = DjangoLimit(policy, label, f"{module}.{name}")
-
-        if iscoroutinefunction(view):
-
-            @functools.wraps(view)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                request = _request_of(args)
-                verdict = await limit.adecide(request)
-                if not verdict.passes:
-                    return limit.answer(request, verdict)
-                return limit.add_headers(await view(*args, **kwargs), verdict)
-
-            return cast(V, async_wrapper)
-
-        @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            request = _request_of(args)
-            verdict = limit.decide(request)
-            if not verdict.passes:
-                refusal = limit.answer(request, verdict)
-                return _later(refusal) if _returns_awaitable(view) else refusal
-            response = view(*args, **kwargs)
-            if isinstance(response, Awaitable):
-                return _with_headers(response, limit, verdict)
-            return limit.add_headers(response, verdict)
-
-        return cast(V, wrapper)
+        return DjangoLimit(policy, label, f"{module}.{name}").wrap(view)
 
     return decorator
 

@@ -35,22 +35,23 @@ answers 503. See the README's section.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
 from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from rust_py_rate_limit._django import DjangoView
+from rust_py_rate_limit._drf import (
+    current_deployment,
+    forget_deployment,
+    limiter_for,
+    user_of,
+)
 from rust_py_rate_limit._policy import FORBIDDEN
 from rust_py_rate_limit._policy.policy import listed, network_lists
-from rust_py_rate_limit._policy.settings import Deployment, SettingsError
-from rust_py_rate_limit.django import SETTING
 from rust_py_rate_limit.exceptions import StorageError
 from rust_py_rate_limit.keys import ClientAddressUnavailable
 from rust_py_rate_limit.limiter import RateLimiter
@@ -65,8 +66,6 @@ __all__ = [
     "set_networks",
 ]
 
-_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 class RateLimiterUnavailable(APIException):  # type: ignore[misc]
     """The storage failed and ``ON_ERROR`` is ``"raise"``: 503."""
@@ -76,52 +75,10 @@ class RateLimiterUnavailable(APIException):  # type: ignore[misc]
     default_code = "rate_limiter_unavailable"
 
 
-class _Deployment(Deployment):
-    """What ``RUST_PY_RATE_LIMIT`` says, read once per settings object, and
-    the limiters built by it."""
-
-    __slots__ = ("limiters",)
-
-    def __init__(self, source: object) -> None:
-        try:
-            super().__init__(source, SETTING)
-        except SettingsError as exc:
-            raise ImproperlyConfigured(str(exc)) from exc
-        self.limiters: dict[tuple[object, ...], RateLimiter] = {}
-
-
-_lock = threading.Lock()
-_current: _Deployment | None = None
-
-
-def _deployment() -> _Deployment:
-    """The deployment of the current settings, read once: a change of the
-    setting (``override_settings``) drops it, through Django's
-    ``setting_changed`` signal, as DRF's own ``api_settings`` is reloaded."""
-    global _current
-    current = _current
-    if current is None:
-        with _lock:
-            current = _current
-            if current is None:
-                current = _current = _Deployment(getattr(settings, SETTING, None))
-    return current
-
-
-def _setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == SETTING:
-        reset_throttles()
-
-
-setting_changed.connect(_setting_changed)
-
-
 def reset_throttles() -> None:
     """Forgets every throttle's limiter, and so its counts (in this process;
     a shared store keeps its own): for tests, as DRF's ``cache.clear()``."""
-    global _current
-    with _lock:
-        _current = None
+    forget_deployment()
 
 
 def set_networks(
@@ -135,19 +92,9 @@ def set_networks(
         TypeError, ValueError: A bad address or network, naming the list;
             nothing is replaced then.
     """
-    _deployment().networks = network_lists(
+    current_deployment().networks = network_lists(
         None if allow is None else list(allow), None if deny is None else list(deny)
     )
-
-
-def _parse_drf_rate(rate: str) -> tuple[int, int] | None:
-    """DRF's own reading of a rate (``"100/day"``: the period's first
-    letter), for strings ours refuses."""
-    num, _, period = rate.partition("/")
-    try:
-        return int(num), _PERIODS[period.strip()[:1]]
-    except (ValueError, KeyError):
-        return None
 
 
 class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
@@ -208,7 +155,7 @@ class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
 
     def get_ident(self, request: Any) -> str:
         """The client address (see the module's notes on proxies)."""
-        addresses = _deployment().addresses
+        addresses = current_deployment().addresses
         if addresses.trusted_proxies is None and api_settings.NUM_PROXIES is not None:
             return str(super().get_ident(request))
         # DRF's Request hands META over from Django's through __getattr__,
@@ -232,51 +179,23 @@ class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
     def get_limiter(self, rate: str) -> RateLimiter:
         """The limiter of this throttle's scope and rate, shared by every
         request (and, with ``STORAGE``, every worker)."""
-        deployment = _deployment()
         cls = type(self)
-        spec = (self.scope, rate, cls.algorithm, cls.burst, cls.clock)
-        limiter = deployment.limiters.get(spec)
-        if limiter is None:
-            with _lock:
-                limiter = deployment.limiters.get(spec)
-                if limiter is None:
-                    limiter = self._build(rate, deployment)
-                    deployment.limiters[spec] = limiter
-        return limiter
-
-    def _build(self, rate: str, deployment: _Deployment) -> RateLimiter:
-        cls = type(self)
-        where = f"{type(self).__name__} (scope {self.scope!r}, rate {rate!r})"
-        if not isinstance(rate, str):
-            raise ImproperlyConfigured(
-                f"{where}: a rate must be a str such as '100/day', "
-                f"not {type(rate).__name__}"
-            )
-        options: dict[str, Any] = {
-            "algorithm": cls.algorithm,
-            "burst": cls.burst,
-            "clock": cls.clock,
-            # The metrics' `limiter` label: the scope, as DRF names its rates.
-            "name": f"drf:{self.scope}",
-            **deployment.limiter_options,
-        }
-        try:
-            try:
-                return RateLimiter(rate=rate, **options)
-            except ValueError:
-                parsed = _parse_drf_rate(rate)
-                if parsed is None:
-                    raise
-                return RateLimiter(parsed[0], parsed[1], **options)
-        except (TypeError, ValueError) as exc:
-            raise ImproperlyConfigured(f"{where}: {exc}") from exc
+        return limiter_for(
+            current_deployment(),
+            f"{cls.__name__} (scope {self.scope!r}, rate {rate!r})",
+            self.scope,
+            rate,
+            algorithm=cls.algorithm,
+            burst=cls.burst,
+            clock=cls.clock,
+        )
 
     def allow_request(self, request: Any, view: Any) -> bool:
         """Spends ``cost`` of the request's key; False when refused."""
         rate = self.get_rate()
         if rate is None:
             return True
-        deployment = _deployment()
+        deployment = current_deployment()
         if deployment.networks is not None:
             # Allow-listed clients pass unlimited; deny-listed ones get 403.
             verdict = listed(
@@ -307,16 +226,11 @@ class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
 
     def _user_or_ident(self, request: Any) -> object:
         """The authenticated user's pk, else the client address."""
-        user = _user(request)
+        user = user_of(request)
         return user.pk if user is not None else self.get_ident(request)
 
     def _key(self, ident: object) -> str:
         return self.cache_format % {"scope": self.scope, "ident": ident}
-
-
-def _user(request: Any) -> Any:
-    user = getattr(request, "user", None)
-    return user if user is not None and user.is_authenticated else None
 
 
 class AnonRateThrottle(RateLimitThrottle):
@@ -325,7 +239,7 @@ class AnonRateThrottle(RateLimitThrottle):
     scope = "anon"
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
-        if _user(request) is not None:
+        if user_of(request) is not None:
             return None
         return self._key(self.get_ident(request))
 

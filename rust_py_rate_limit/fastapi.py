@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Literal
 
 from fastapi import HTTPException, Request, Response
 
+from rust_py_rate_limit._asgi import ScopeView
 from rust_py_rate_limit._policy import LimitOptions, RequestPolicy, Rule, check_names
 from rust_py_rate_limit.limiter import RateLimiter
-from rust_py_rate_limit.starlette import RateLimitMiddleware, ScopeView
+from rust_py_rate_limit.starlette import RateLimitMiddleware
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
