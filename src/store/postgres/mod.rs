@@ -132,11 +132,21 @@ struct Sql {
     version: String,
 }
 
+/// The decision of a one-rule fixed window limiter without automatic bans,
+/// as one statement (see the file).
+const FIXED_ONE: &str = include_str!("fixed_one.sql");
+
 impl Sql {
-    fn new(schema: &str) -> Self {
+    /// The statements in `schema`; with `fixed_one`, the decision is the
+    /// single statement of `FIXED_ONE` rather than a call of `decide()`.
+    fn new(schema: &str, fixed_one: bool) -> Self {
         let s = quote_ident(schema);
         Self {
-            decide: format!("SELECT * FROM {s}.decide($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+            decide: if fixed_one {
+                FIXED_ONE.replace("__SCHEMA__", &s)
+            } else {
+                format!("SELECT * FROM {s}.decide($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            },
             ban: format!("SELECT {s}.ban($1, $2, $3)"),
             unban: format!("SELECT {s}.unban($1, $2)"),
             banned_for: format!("SELECT {s}.banned_for($1, $2)"),
@@ -258,7 +268,10 @@ impl PgStore {
         );
         Ok(Self {
             health,
-            sql: Sql::new(&config.schema),
+            sql: Sql::new(
+                &config.schema,
+                matches!(spec.kind, AlgorithmKind::Fixed) && limits.len() == 1 && ban[0] == 0,
+            ),
             algorithm: match spec.kind {
                 AlgorithmKind::Fixed => "fixed",
                 AlgorithmKind::Sliding => "sliding",
