@@ -82,7 +82,7 @@ setting_changed.connect(_setting_changed)
 
 def limiter_for(
     deployment: DrfDeployment,
-    where: str,
+    owner: str,
     scope: str | None,
     rate: str,
     **options: Any,
@@ -92,7 +92,8 @@ def limiter_for(
     deployment's limiter options and shared from then on.
 
     Raises:
-        ImproperlyConfigured: A bad rate or option, prefixed by ``where``.
+        ImproperlyConfigured: A bad rate or option, naming ``owner`` (the
+            throttle class), the scope and the rate.
     """
     spec = (scope, rate, *options.values())
     limiter = deployment.limiters.get(spec)
@@ -100,6 +101,7 @@ def limiter_for(
         with lock:
             limiter = deployment.limiters.get(spec)
             if limiter is None:
+                where = f"{owner} (scope {scope!r}, rate {rate!r})"
                 limiter = _build(deployment, where, scope, rate, options)
                 deployment.limiters[spec] = limiter
     return limiter

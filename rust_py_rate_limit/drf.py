@@ -182,7 +182,7 @@ class RateLimitThrottle(BaseThrottle):  # type: ignore[misc]
         cls = type(self)
         return limiter_for(
             current_deployment(),
-            f"{cls.__name__} (scope {self.scope!r}, rate {rate!r})",
+            cls.__name__,
             self.scope,
             rate,
             algorithm=cls.algorithm,

@@ -157,11 +157,16 @@ def page(browser: Any, site: str) -> Iterator[tuple[Any, Visit]]:
         context.close()
 
 
-def test_the_home_page_loads_clean(page: tuple[Any, Visit], site: str) -> None:
-    tab, visit = page
-    response = tab.goto(f"{site}/", wait_until="networkidle")
+def _open(tab: Any, url: str) -> None:
+    """Goes to ``url`` and waits for the network to settle: it must be 200."""
+    response = tab.goto(url, wait_until="networkidle")
     assert response is not None
     assert response.status == 200
+
+
+def test_the_home_page_loads_clean(page: tuple[Any, Visit], site: str) -> None:
+    tab, visit = page
+    _open(tab, f"{site}/")
     assert "rust-py-rate-limit" in tab.title()
     assert tab.locator("article h1").first.inner_text().strip() != ""
     # The navigation reaches every section: the reference among them.
@@ -174,7 +179,7 @@ def test_the_home_page_loads_clean(page: tuple[Any, Visit], site: str) -> None:
 
 def test_search_finds_a_page(page: tuple[Any, Visit], site: str) -> None:
     tab, visit = page
-    tab.goto(f"{site}/", wait_until="networkidle")
+    _open(tab, f"{site}/")
     box = tab.locator("input.md-search__input")
     box.click()
     # Typed key by key, as a reader types (the theme searches on keyup).
@@ -196,9 +201,7 @@ def test_search_finds_a_page(page: tuple[Any, Visit], site: str) -> None:
 
 def test_a_reference_page_loads_clean(page: tuple[Any, Visit], site: str) -> None:
     tab, visit = page
-    response = tab.goto(f"{site}/reference/", wait_until="networkidle")
-    assert response is not None
-    assert response.status == 200
+    _open(tab, f"{site}/reference/")
     article = tab.locator("article")
     # mkdocstrings rendered the class and its methods from the stubs.
     assert article.locator("[id='rust_py_rate_limit.RateLimiter']").count() == 1
